@@ -1,0 +1,49 @@
+// Messages, effects and context of the customer actor's pure reducer (actors/customer.reducer.ts).
+import type { CloudEvent } from "../models/cloud-event.ts";
+import type { CustomerState } from "../models/customer-state.ts";
+
+export type CustomerMessage =
+	| { kind: "event"; event: CloudEvent }
+	/** A reminder the actor scheduled itself (e.g. "risk.decay"), delivered at or after its due time. */
+	| { kind: "reminder"; name: string };
+
+export interface RiskChanged {
+	customerId: string;
+	oldScore: number;
+	newScore: number;
+	factors: Record<string, number>;
+	/** Dedup key of the event that caused it, or `reminder:<name>`. */
+	cause: string;
+}
+
+export type Effect =
+	| { type: "customer.risk.changed"; payload: RiskChanged }
+	| { type: "customer.created"; payload: { customerId: string } };
+
+/** Scores a state with the churn model: probability 0–1. Pure and synchronous (runs inside the actor's turn). */
+export type ChurnScorer = (state: CustomerState) => number;
+
+export interface RiskSettings {
+	/** Inactivity before the first decay step, and between steps (ms). */
+	decayAfterMs: number;
+	/** Share of each event-driven factor kept at each decay step (0–1). */
+	decayKeep: number;
+	/** Weight of the churn probability in points (probability × weight), as factor "churn.model". */
+	churnWeight: number;
+}
+
+export interface ReduceContext {
+	/** Wall clock (ms) at which the message is applied; reminders use it, events use their own time. */
+	now: number;
+	risk: RiskSettings;
+	/** How many recent event keys are kept for de-duplication. */
+	dedupWindow: number;
+	churnScorer?: ChurnScorer;
+}
+
+export interface ReduceResult {
+	state: CustomerState;
+	effects: Effect[];
+	/** False when the message had no effect because it was a duplicate (same source + id). */
+	applied: boolean;
+}

@@ -1,0 +1,432 @@
+// The actor host: one mailbox per customer, lazy activation, passivation (idle + LRU cap), group commit with
+// compare-and-set fencing, and due-reminder delivery. The only part of actors/ that touches a store.
+import { eventKey } from "../../models/cloud-event.ts";
+import type { CustomerState } from "../../models/customer-state.ts";
+import { emptyCustomerState, reduce } from "../customer.reducer.ts";
+import type { CustomerMessage, Effect, ReduceContext } from "../customer-actor.types.ts";
+import type { ActorStore, ActorWrite, JournalEntry } from "./actor-store.ts";
+
+export type ActorHostErrorType = "VERSION_CONFLICT" | "STORE_UNAVAILABLE" | "HOST_STOPPED" | "NOT_OWNER";
+
+/** A failure the caller should retry (re-routed): the message was not applied by this host. */
+export class ActorHostError extends Error {
+	override name = "ActorHostError";
+	readonly type: ActorHostErrorType;
+	constructor(message: string, type: ActorHostErrorType, options?: { cause?: unknown }) {
+		super(message, options);
+		this.type = type;
+	}
+}
+
+export interface HandleResult {
+	/** False when the event was a duplicate (same source + id) and had no effect. */
+	applied: boolean;
+	version: number;
+	riskScore: number;
+}
+
+export interface ActorHostOptions {
+	store: ActorStore;
+	/** Built per turn so the clock and the loaded churn model are current. */
+	reduceContext: (now: number) => ReduceContext;
+	idleTimeoutMs: number;
+	maxActiveActors: number;
+	commitMaxBatch: number;
+	commitIntervalMs: number;
+	reminderPollMs: number;
+	/** Called after a write is persisted, with the effects of the messages it carried, in order. */
+	onEffects?: (effects: Effect[]) => void;
+	/** Whether this node currently owns a customer (cluster); reminders of other owners are left to them. */
+	isOwner?: (customerId: string) => boolean;
+	onError?: (message: string, err: unknown) => void;
+	now?: () => number;
+}
+
+interface Waiter {
+	resolve: (r: HandleResult) => void;
+	reject: (e: Error) => void;
+	result: HandleResult;
+}
+
+interface BatchEntry {
+	actor: Actor;
+	expectedVersion: number;
+	state: CustomerState;
+	journal: JournalEntry[];
+	effects: Effect[];
+	waiters: Waiter[];
+}
+
+interface Queued {
+	msg: CustomerMessage;
+	resolve: (r: HandleResult) => void;
+	reject: (e: Error) => void;
+}
+
+interface Actor {
+	id: string;
+	/** Latest applied state (may be ahead of the store while a write is pending); null while loading. */
+	state: CustomerState | null;
+	/** Latest persisted state: what reads return. */
+	committed: CustomerState | null;
+	/** Messages that arrived while the state was loading, in arrival order. */
+	waiting: Queued[];
+	/** The newest write carrying this actor's changes that has not been persisted yet. */
+	latest: BatchEntry | null;
+	lastUsedAt: number;
+	dropped: boolean;
+}
+
+export interface ActorHostStats {
+	active: number;
+	activations: number;
+	passivations: number;
+	applied: number;
+	duplicates: number;
+	conflicts: number;
+	commits: number;
+	committedWrites: number;
+	remindersDelivered: number;
+	pendingWrites: number;
+}
+
+export class ActorHost {
+	private readonly opts: ActorHostOptions;
+	private readonly now: () => number;
+	/** Insertion order is recency order: a touched actor is re-inserted at the end (LRU). */
+	private readonly actors = new Map<string, Actor>();
+	private batch = new Map<string, BatchEntry>();
+	private flushing = false;
+	private flushTimer: NodeJS.Immediate | NodeJS.Timeout | null = null;
+	private idleTimer: NodeJS.Timeout | null = null;
+	private reminderTimer: NodeJS.Timeout | null = null;
+	private stopped = false;
+	private drainWaiters: Array<() => void> = [];
+	readonly stats: ActorHostStats = {
+		active: 0, activations: 0, passivations: 0, applied: 0, duplicates: 0, conflicts: 0, commits: 0,
+		committedWrites: 0, remindersDelivered: 0, pendingWrites: 0
+	};
+
+	constructor(opts: ActorHostOptions) {
+		this.opts = opts;
+		this.now = opts.now ?? Date.now;
+	}
+
+	start(): void {
+		this.stopped = false;
+		const idleEvery = Math.max(10, Math.min(Math.floor(this.opts.idleTimeoutMs / 2), 10_000));
+		this.idleTimer = setInterval(() => this.passivateIdle(), idleEvery);
+		this.idleTimer.unref();
+		this.reminderTimer = setInterval(() => void this.deliverDueReminders(), this.opts.reminderPollMs);
+		this.reminderTimer.unref();
+	}
+
+	/** Stops taking messages, waits for pending writes, and drops every actor. */
+	async stop(): Promise<void> {
+		this.stopped = true;
+		if (this.idleTimer) clearInterval(this.idleTimer);
+		if (this.reminderTimer) clearInterval(this.reminderTimer);
+		await this.drain();
+		for (const actor of this.actors.values()) this.drop(actor, new ActorHostError("host stopped", "HOST_STOPPED"));
+		this.actors.clear();
+		this.stats.active = 0;
+	}
+
+	/** Resolves when every write accepted so far is persisted (or failed). */
+	drain(): Promise<void> {
+		if (this.batch.size === 0 && !this.flushing) return Promise.resolve();
+		return new Promise(resolve => this.drainWaiters.push(resolve));
+	}
+
+	/** Applies one message to a customer's actor, in arrival order; resolves once its change is persisted. */
+	tell(customerId: string, msg: CustomerMessage): Promise<HandleResult> {
+		if (this.stopped) return Promise.reject(new ActorHostError("host stopped", "HOST_STOPPED"));
+		const actor = this.touch(customerId);
+		if (actor.state === null) {
+			return new Promise((resolve, reject) => actor.waiting.push({ msg, resolve, reject }));
+		}
+		return new Promise((resolve, reject) => this.apply(actor, msg, resolve, reject));
+	}
+
+	/** Applies several messages for one customer in order; resolves when all are persisted. */
+	tellMany(customerId: string, msgs: CustomerMessage[]): Promise<HandleResult[]> {
+		return Promise.all(msgs.map(m => this.tell(customerId, m)));
+	}
+
+	/** The persisted state of a customer, activating it; null for a customer never seen. */
+	async get(customerId: string): Promise<CustomerState | null> {
+		const actor = this.actors.get(customerId);
+		if (actor && actor.state !== null) {
+			if (actor.committed) return actor.committed;
+			return actor.latest ? this.afterPending(actor).then(() => actor.committed) : null;
+		}
+		const state = await this.opts.store.load(customerId);
+		if (state === null) return null;
+		// Activate with what we just read so the next message doesn't pay for a second load.
+		if (!this.actors.has(customerId) && !this.stopped) this.install(customerId, state);
+		return this.actors.get(customerId)?.committed ?? state;
+	}
+
+	/** The in-memory state if the actor is active (no load): for inspection. */
+	peek(customerId: string): CustomerState | null {
+		return this.actors.get(customerId)?.committed ?? null;
+	}
+
+	isActive(customerId: string): boolean {
+		return this.actors.has(customerId);
+	}
+
+	activeIds(): string[] {
+		return [...this.actors.keys()];
+	}
+
+	/** Drops an idle actor from memory (its state is already persisted). False when it is busy or not active. */
+	passivate(customerId: string): boolean {
+		const actor = this.actors.get(customerId);
+		if (!actor || !this.isIdle(actor)) return false;
+		this.actors.delete(customerId);
+		actor.dropped = true;
+		this.stats.passivations++;
+		this.stats.active = this.actors.size;
+		return true;
+	}
+
+	/** Passivates every idle actor this node no longer owns (after a membership change); returns how many. */
+	releaseNotOwned(isOwner: (customerId: string) => boolean): number {
+		let released = 0;
+		for (const actor of [...this.actors.values()]) {
+			if (!isOwner(actor.id) && this.passivate(actor.id)) released++;
+		}
+		return released;
+	}
+
+	private touch(customerId: string): Actor {
+		let actor = this.actors.get(customerId);
+		if (actor) {
+			this.actors.delete(customerId);
+			this.actors.set(customerId, actor);
+			actor.lastUsedAt = this.now();
+			return actor;
+		}
+		actor = { id: customerId, state: null, committed: null, waiting: [], latest: null, lastUsedAt: this.now(), dropped: false };
+		this.actors.set(customerId, actor);
+		this.stats.activations++;
+		this.stats.active = this.actors.size;
+		this.enforceCap();
+		const loading = actor;
+		this.opts.store.load(customerId).then(
+			state => this.loaded(loading, state),
+			(err: unknown) => this.drop(loading, new ActorHostError(`loading customer ${customerId} failed: ${String(err)}`, "STORE_UNAVAILABLE", { cause: err }))
+		);
+		return actor;
+	}
+
+	private install(customerId: string, state: CustomerState): void {
+		const actor: Actor = { id: customerId, state, committed: state, waiting: [], latest: null, lastUsedAt: this.now(), dropped: false };
+		this.actors.set(customerId, actor);
+		this.stats.activations++;
+		this.stats.active = this.actors.size;
+		this.enforceCap();
+	}
+
+	private loaded(actor: Actor, stored: CustomerState | null): void {
+		if (actor.dropped) return;
+		actor.state = stored ?? emptyCustomerState(actor.id);
+		actor.committed = stored;
+		const waiting = actor.waiting;
+		actor.waiting = [];
+		for (const q of waiting) this.apply(actor, q.msg, q.resolve, q.reject);
+	}
+
+	private apply(actor: Actor, msg: CustomerMessage, resolve: (r: HandleResult) => void, reject: (e: Error) => void): void {
+		const before = actor.state as CustomerState;
+		const now = this.now();
+		let result;
+		try {
+			result = reduce(before, msg, this.opts.reduceContext(now));
+		} catch (err) {
+			reject(err instanceof Error ? err : new Error(String(err)));
+			return;
+		}
+		const state = result.state;
+		if (!result.applied || state === before) {
+			if (result.applied) this.stats.applied++;
+			else this.stats.duplicates++;
+			const outcome: HandleResult = { applied: result.applied, version: state.version, riskScore: state.risk.score };
+			// A duplicate is acknowledged only once the original's write is persisted, never before.
+			if (actor.latest) actor.latest.waiters.push({ resolve, reject, result: outcome });
+			else resolve(outcome);
+			return;
+		}
+		this.stats.applied++;
+		actor.state = state;
+		let entry = this.batch.get(actor.id);
+		if (!entry || entry.actor !== actor) {
+			entry = { actor, expectedVersion: before.version, state, journal: [], effects: [], waiters: [] };
+			this.batch.set(actor.id, entry);
+			this.stats.pendingWrites = this.batch.size;
+		}
+		entry.state = state;
+		actor.latest = entry;
+		if (msg.kind === "event") {
+			entry.journal.push({
+				customerId: actor.id, version: state.version, key: eventKey(msg.event), appliedAt: now,
+				riskScore: state.risk.score, event: msg.event
+			});
+		}
+		for (const e of result.effects) entry.effects.push(e);
+		entry.waiters.push({ resolve, reject, result: { applied: true, version: state.version, riskScore: state.risk.score } });
+		this.scheduleFlush();
+	}
+
+	private scheduleFlush(): void {
+		if (this.flushing || this.flushTimer) return;
+		if (this.batch.size >= this.opts.commitMaxBatch || this.opts.commitIntervalMs === 0) {
+			this.flushTimer = setImmediate(() => void this.flush());
+		} else {
+			this.flushTimer = setTimeout(() => void this.flush(), this.opts.commitIntervalMs);
+		}
+	}
+
+	private async flush(): Promise<void> {
+		this.flushTimer = null;
+		if (this.flushing || this.batch.size === 0) return;
+		this.flushing = true;
+		const entries = [...this.batch.values()];
+		this.batch = new Map();
+		this.stats.pendingWrites = 0;
+		const writes: ActorWrite[] = entries.map(e => ({ id: e.actor.id, expectedVersion: e.expectedVersion, state: e.state, journal: e.journal }));
+		try {
+			const results = await this.opts.store.saveBatch(writes);
+			this.stats.commits++;
+			for (let i = 0; i < entries.length; i++) {
+				const entry = entries[i];
+				const res = results[i];
+				if (res && res.ok) this.committed(entry);
+				else {
+					this.stats.conflicts++;
+					const current = res && !res.ok ? res.currentVersion : null;
+					this.drop(entry.actor, new ActorHostError(
+						`customer ${entry.actor.id}: version conflict (expected ${entry.expectedVersion}, store has ${current}); another node wrote it`,
+						"VERSION_CONFLICT"
+					), entry);
+				}
+			}
+		} catch (err) {
+			// The store may have applied part of the batch: drop the actors so the next message reloads the truth.
+			this.opts.onError?.("group commit failed", err);
+			for (const entry of entries) {
+				this.drop(entry.actor, new ActorHostError(`persisting customer ${entry.actor.id} failed: ${String(err)}`, "STORE_UNAVAILABLE", { cause: err }), entry);
+			}
+		} finally {
+			this.flushing = false;
+			if (this.batch.size > 0) this.scheduleFlush();
+			else if (this.drainWaiters.length > 0) {
+				const waiters = this.drainWaiters;
+				this.drainWaiters = [];
+				for (const w of waiters) w();
+			}
+		}
+	}
+
+	private committed(entry: BatchEntry): void {
+		const actor = entry.actor;
+		this.stats.committedWrites++;
+		actor.committed = entry.state;
+		if (actor.latest === entry) actor.latest = null;
+		if (entry.effects.length > 0 && this.opts.onEffects) {
+			try {
+				this.opts.onEffects(entry.effects);
+			} catch (err) {
+				this.opts.onError?.("effect handler failed", err);
+			}
+		}
+		for (const w of entry.waiters) w.resolve(w.result);
+	}
+
+	/** Forgets an actor after a failed load or write; every message not persisted yet is rejected (retryable). */
+	private drop(actor: Actor, err: ActorHostError, failed?: BatchEntry): void {
+		actor.dropped = true;
+		if (this.actors.get(actor.id) === actor) this.actors.delete(actor.id);
+		this.stats.active = this.actors.size;
+		if (failed) for (const w of failed.waiters) w.reject(err);
+		const next = this.batch.get(actor.id);
+		if (next && next.actor === actor) {
+			this.batch.delete(actor.id);
+			this.stats.pendingWrites = this.batch.size;
+			for (const w of next.waiters) w.reject(err);
+		}
+		if (actor.latest && actor.latest !== failed && actor.latest !== next) for (const w of actor.latest.waiters) w.reject(err);
+		actor.latest = null;
+		const waiting = actor.waiting;
+		actor.waiting = [];
+		for (const q of waiting) q.reject(err);
+	}
+
+	private afterPending(actor: Actor): Promise<void> {
+		const entry = actor.latest;
+		if (!entry) return Promise.resolve();
+		return new Promise(resolve => {
+			const done = () => resolve();
+			entry.waiters.push({ resolve: done, reject: done, result: { applied: false, version: 0, riskScore: 0 } });
+		});
+	}
+
+	private isIdle(actor: Actor): boolean {
+		return actor.state !== null && actor.latest === null && actor.waiting.length === 0;
+	}
+
+	private enforceCap(): void {
+		let excess = this.actors.size - this.opts.maxActiveActors;
+		if (excess <= 0) return;
+		// Oldest first; busy actors are skipped (they are passivated later, once their writes land).
+		for (const actor of this.actors.values()) {
+			if (excess <= 0) break;
+			if (this.isIdle(actor)) {
+				this.actors.delete(actor.id);
+				actor.dropped = true;
+				this.stats.passivations++;
+				excess--;
+			}
+		}
+		this.stats.active = this.actors.size;
+	}
+
+	private passivateIdle(): void {
+		const cutoff = this.now() - this.opts.idleTimeoutMs;
+		for (const actor of [...this.actors.values()]) {
+			if (actor.lastUsedAt > cutoff) break;
+			this.passivate(actor.id);
+		}
+	}
+
+	/** Finds customers with due reminders in the store and delivers them through their mailboxes. */
+	async deliverDueReminders(limit = 1000): Promise<number> {
+		if (this.stopped) return 0;
+		let rows;
+		try {
+			rows = await this.opts.store.dueReminders(this.now(), limit);
+		} catch (err) {
+			this.opts.onError?.("reading due reminders failed", err);
+			return 0;
+		}
+		let delivered = 0;
+		const deliveries: Promise<unknown>[] = [];
+		for (const row of rows) {
+			if (this.opts.isOwner && !this.opts.isOwner(row.id)) continue;
+			deliveries.push(this.deliverReminders(row.id).then(n => (delivered += n)));
+		}
+		await Promise.allSettled(deliveries);
+		this.stats.remindersDelivered += delivered;
+		return delivered;
+	}
+
+	private async deliverReminders(customerId: string): Promise<number> {
+		const state = await this.get(customerId);
+		if (!state) return 0;
+		const now = this.now();
+		const due = Object.entries(state.reminders).filter(([, at]) => at <= now).map(([name]) => name);
+		await Promise.all(due.map(name => this.tell(customerId, { kind: "reminder", name })));
+		return due.length;
+	}
+}

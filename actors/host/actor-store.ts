@@ -1,0 +1,66 @@
+// The persistence contract of the actor host (ARCHITECTURE §5): load, compare-and-set save with journal, queries.
+import type { CloudEvent } from "../../models/cloud-event.ts";
+import type { CustomerState } from "../../models/customer-state.ts";
+
+export interface JournalEntry {
+	customerId: string;
+	/** State version right after this event was applied. */
+	version: number;
+	/** Dedup key `source/id`. */
+	key: string;
+	/** When the actor applied it (ms since epoch). */
+	appliedAt: number;
+	/** Risk score after the event. */
+	riskScore: number;
+	event: CloudEvent;
+}
+
+export interface ActorWrite {
+	id: string;
+	/** The version the store must hold for the save to succeed; 0 means "the customer must not exist yet". */
+	expectedVersion: number;
+	state: CustomerState;
+	/** Entries appended to the customer's journal in the same atomic write, oldest first. */
+	journal: JournalEntry[];
+}
+
+export type WriteResult =
+	| { id: string; ok: true }
+	| { id: string; ok: false; currentVersion: number | null };
+
+export interface RiskRow {
+	id: string;
+	score: number;
+}
+
+export interface ReminderRow {
+	id: string;
+	dueAt: number;
+}
+
+export interface ActorStore {
+	/** Short name for logs and metrics: memory, nedb, redis, mongo. */
+	readonly kind: string;
+	/** True when other nodes can share this store (cluster mode refuses a store that is not). */
+	readonly shared: boolean;
+	connect(): Promise<void>;
+	close(): Promise<void>;
+	load(id: string): Promise<CustomerState | null>;
+	/** Group commit: every write is a compare-and-set on its own customer; results are in the order of `writes`. */
+	saveBatch(writes: ActorWrite[]): Promise<WriteResult[]>;
+	/** Newest first. */
+	journal(id: string, limit: number): Promise<JournalEntry[]>;
+	/** Customers with a risk score strictly above `minScore`, highest first. */
+	listByRisk(minScore: number, limit: number): Promise<RiskRow[]>;
+	/** Customers with a reminder due at or before `now`, earliest first. */
+	dueReminders(now: number, limit: number): Promise<ReminderRow[]>;
+	/** Number of customers stored. */
+	count(): Promise<number>;
+}
+
+/** Earliest reminder of a state, or null: what stores index for `dueReminders`. */
+export function nextReminderAt(state: CustomerState): number | null {
+	let next: number | null = null;
+	for (const dueAt of Object.values(state.reminders)) if (next === null || dueAt < next) next = dueAt;
+	return next;
+}

@@ -1,0 +1,43 @@
+// Lint rules; the restricted-imports block keeps the pure domain (actors/, models/) free of I/O.
+import js from "@eslint/js";
+import tseslint from "typescript-eslint";
+import globals from "globals";
+
+const ioModules = [
+	"moleculer", "moleculer-web", "moleculer-db", "moleculer-repl", "ioredis", "nats", "mqtt", "mongodb", "pg", "aedes",
+	"fs", "node:fs", "fs/promises", "node:fs/promises", "net", "node:net", "http", "node:http", "https", "node:https",
+	"child_process", "node:child_process", "dgram", "node:dgram", "tls", "node:tls", "dns", "node:dns",
+	"worker_threads", "node:worker_threads", "cluster", "node:cluster", "readline", "node:readline"
+];
+
+export default tseslint.config(
+	{ ignores: ["node_modules/**", "data/**", ".tmp/**", "test-artifacts/**"] },
+	js.configs.recommended,
+	...tseslint.configs.recommended,
+	{
+		files: ["**/*.ts"],
+		languageOptions: {
+			parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+			globals: { ...globals.node }
+		},
+		rules: {
+			"@typescript-eslint/no-floating-promises": "error",
+			"@typescript-eslint/no-misused-promises": ["error", { checksVoidReturn: false }],
+			"@typescript-eslint/no-explicit-any": "off",
+			"@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }]
+		}
+	},
+	{
+		files: ["actors/**/*.ts", "models/**/*.ts"],
+		ignores: ["actors/host/**"],
+		rules: {
+			"no-restricted-imports": ["error", {
+				paths: ioModules.map(name => ({ name, message: "actors/ and models/ are pure: I/O belongs in actors/host, mixins/ or services/." }))
+			}]
+		}
+	},
+	{
+		files: ["**/*.js"],
+		languageOptions: { globals: { ...globals.node } }
+	}
+);

@@ -1,0 +1,163 @@
+// api: the HTTP contract of ARCHITECTURE §9 (moleculer-web): events in, customer reads, risk listing, health, auth.
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import ApiGateway from "moleculer-web";
+import { Errors } from "moleculer";
+import type { Context, ServiceSchema, Service } from "moleculer";
+import type { Config } from "../config/index.ts";
+import { validateEvents } from "../models/cloud-event.validator.ts";
+import type { CloudEvent } from "../models/cloud-event.ts";
+import type { HandleResult } from "../actors/host/actor-host.ts";
+
+/** Largest accepted request body: 1000 events of a few hundred bytes fit many times over. */
+const BODY_LIMIT = "8mb";
+
+interface RestParams<B = unknown, Q = Record<string, string>, P = Record<string, string>> { body: B; query: Q; params: P }
+
+export function groupBySubject(events: CloudEvent[]): Map<string, CloudEvent[]> {
+	const groups = new Map<string, CloudEvent[]>();
+	for (const e of events) {
+		const list = groups.get(e.subject);
+		if (list) list.push(e);
+		else groups.set(e.subject, [e]);
+	}
+	return groups;
+}
+
+function sha256(s: string): Buffer {
+	return createHash("sha256").update(s).digest();
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+	const text = JSON.stringify(body);
+	res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(text) });
+	res.end(text);
+}
+
+/** Maps any error to the JSON error body clients rely on: `{ errors: [...] }` for invalid events, else `{ error }`. */
+function sendError(res: ServerResponse, err: Errors.MoleculerError | Error): void {
+	const e = err as Errors.MoleculerError;
+	let status = typeof e.code === "number" && e.code >= 400 && e.code < 600 ? e.code : 500;
+	if (e.type === "VALIDATION_ERROR" || e.type === "INVALID_EVENT") status = 400;
+	if (e.type === "INVALID_EVENTS") return sendJson(res, 400, { errors: (e.data as { errors: unknown[] }).errors });
+	if (e.type === "INVALID_EVENT") {
+		const d = (e.data ?? {}) as { index?: number; reason?: string };
+		return sendJson(res, 400, { errors: [{ index: d.index ?? 0, reason: d.reason ?? e.message }] });
+	}
+	const body: Record<string, unknown> = { error: { type: e.type ?? "INTERNAL_ERROR", message: status >= 500 && !e.retryable ? "internal error" : e.message } };
+	if (status < 500 && e.data !== undefined) (body.error as Record<string, unknown>).data = e.data;
+	sendJson(res, status, body);
+}
+
+export function createApiService(config: Config): ServiceSchema {
+	const keyHashes = config.apiKeys.map(sha256);
+	return {
+		name: "api",
+		mixins: [ApiGateway],
+		settings: {
+			port: config.port,
+			ip: config.host,
+			routes: [
+				{
+					path: "/health",
+					authentication: false,
+					mappingPolicy: "restrict",
+					aliases: {
+						"GET live"(_req: IncomingMessage, res: ServerResponse) {
+							sendJson(res, 200, { status: "live" });
+						},
+						"GET ready"(this: Service, _req: IncomingMessage, res: ServerResponse) {
+							const ready = this.broker.started === true && this.broker.registry.getServiceList({ onlyAvailable: true }).some((s: { name: string }) => s.name === "customers");
+							sendJson(res, ready ? 200 : 503, { status: ready ? "ready" : "not ready" });
+						}
+					}
+				},
+				{
+					path: "/api/v1",
+					authentication: keyHashes.length > 0,
+					mappingPolicy: "restrict",
+					mergeParams: false,
+					bodyParsers: { json: { strict: false, limit: BODY_LIMIT } },
+					aliases: {
+						"POST events": "api.postEvents",
+						"GET customers/:id": "api.getCustomer",
+						"GET customers/:id/events": "api.getJournal",
+						"GET customers": "api.listCustomers"
+					},
+					onError(_req: IncomingMessage, res: ServerResponse, err: Error) {
+						sendError(res, err);
+					}
+				}
+			],
+			onError(_req: IncomingMessage, res: ServerResponse, err: Error) {
+				sendError(res, err);
+			}
+		},
+		actions: {
+			postEvents: {
+				visibility: "published",
+				params: { body: "any" },
+				async handler(this: Service, ctx: Context<RestParams, { $statusCode?: number }>) {
+					const v = validateEvents(ctx.params.body);
+					if (!v.ok) throw new Errors.MoleculerClientError("invalid events", 400, "INVALID_EVENTS", { errors: v.errors });
+					const groups = groupBySubject(v.events);
+					const results = await Promise.all(
+						[...groups].map(([customerId, events]) =>
+							events.length === 1
+								? ctx.call<HandleResult, unknown>("customers.handle", { customerId, event: events[0] }).then(r => [r])
+								: ctx.call<HandleResult[], unknown>("customers.handleMany", { customerId, events })
+						)
+					);
+					let accepted = 0;
+					let duplicates = 0;
+					for (const list of results) for (const r of list) r.applied ? accepted++ : duplicates++;
+					ctx.meta.$statusCode = 202;
+					return { accepted, duplicates };
+				}
+			},
+			getCustomer: {
+				visibility: "published",
+				params: { params: { type: "object", props: { id: "string" } } },
+				handler(this: Service, ctx: Context<RestParams>) {
+					return ctx.call("customers.get", { customerId: ctx.params.params.id });
+				}
+			},
+			getJournal: {
+				visibility: "published",
+				params: { params: { type: "object", props: { id: "string" } }, query: { type: "object", props: { limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true } } } },
+				handler(this: Service, ctx: Context<RestParams<unknown, { limit?: number }>>) {
+					return ctx.call("customers.journal", { customerId: ctx.params.params.id, limit: ctx.params.query.limit });
+				}
+			},
+			listCustomers: {
+				visibility: "published",
+				params: {
+					query: {
+						type: "object",
+						props: {
+							riskAbove: { type: "number", min: -1, max: 100, optional: true, convert: true },
+							limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true }
+						}
+					}
+				},
+				handler(this: Service, ctx: Context<RestParams<unknown, { riskAbove?: number; limit?: number }>>) {
+					return ctx.call("customers.listByRisk", { riskAbove: ctx.params.query.riskAbove, limit: ctx.params.query.limit });
+				}
+			}
+		},
+		methods: {
+			authenticate(_ctx: Context, _route: unknown, req: IncomingMessage) {
+				const header = req.headers.authorization ?? "";
+				const m = /^Bearer (.+)$/.exec(header);
+				if (m) {
+					const given = sha256(m[1]);
+					if (keyHashes.some(k => timingSafeEqual(k, given))) return { apiKey: true };
+				}
+				throw new ApiGateway.Errors.UnAuthorizedError(ApiGateway.Errors.ERR_INVALID_TOKEN, { reason: "missing or invalid bearer API key" });
+			}
+		},
+		started(this: Service) {
+			if (keyHashes.length === 0) this.logger.warn(`API_KEYS is not set: the HTTP API has no authentication and listens on ${config.host} only`);
+		}
+	};
+}

@@ -1,0 +1,146 @@
+// customers: the actor host service. Every action carries customerId and is routed to the owning node by the
+// rendezvous strategy; a write lost to another node (CAS) is re-routed, never applied twice.
+import { Errors } from "moleculer";
+import type { Context, ServiceSchema } from "moleculer";
+import { ActorHostError, type HandleResult } from "../actors/host/actor-host.ts";
+import type { CustomerState } from "../models/customer-state.ts";
+import { validateEvent } from "../models/cloud-event.validator.ts";
+import type { CloudEvent } from "../models/cloud-event.ts";
+import { ShardedActorMixin, type ShardedActorDeps, type ShardedActorService } from "../mixins/sharded-actor.mixin.ts";
+
+const CUSTOMER_ID = { type: "string", min: 1, max: 128, pattern: /^[A-Za-z0-9][A-Za-z0-9._:@-]*$/ } as const;
+/** How many times a message lost to a version conflict is re-routed before the caller sees the error. */
+const MAX_REROUTES = 5;
+
+interface HandleParams { customerId: string; event: unknown }
+interface HandleManyParams { customerId: string; events: unknown[] }
+interface Meta { reroutes?: number }
+
+export interface CustomerView {
+	id: string;
+	version: number;
+	createdAt: string;
+	lastActivityAt: string;
+	profile: CustomerState["profile"];
+	counters: CustomerState["counters"];
+	risk: CustomerState["risk"];
+	churnProbability: number | null;
+	lastSentiment: number | null;
+	openTicketIds: string[];
+	telemetry: CustomerState["telemetry"];
+	reminders: Record<string, string>;
+}
+
+export function toCustomerView(s: CustomerState): CustomerView {
+	return {
+		id: s.id,
+		version: s.version,
+		createdAt: new Date(s.createdAt).toISOString(),
+		lastActivityAt: new Date(s.lastActivityAt).toISOString(),
+		profile: s.profile,
+		counters: s.counters,
+		risk: s.risk,
+		churnProbability: s.churnProbability,
+		lastSentiment: s.lastSentiment,
+		openTicketIds: s.openTicketIds,
+		telemetry: s.telemetry,
+		reminders: Object.fromEntries(Object.entries(s.reminders).map(([k, v]) => [k, new Date(v).toISOString()]))
+	};
+}
+
+function checkEvent(customerId: string, raw: unknown, index?: number): CloudEvent {
+	const v = validateEvent(raw);
+	const where = index === undefined ? "" : `events[${index}]: `;
+	if (!v.ok) throw new Errors.MoleculerClientError(`${where}${v.reason}`, 422, "INVALID_EVENT", { index, reason: v.reason });
+	if (v.event.subject !== customerId) {
+		const reason = `subject "${v.event.subject}" does not match customerId "${customerId}"`;
+		throw new Errors.MoleculerClientError(`${where}${reason}`, 422, "INVALID_EVENT", { index, reason });
+	}
+	return v.event;
+}
+
+function retryable(err: unknown): err is ActorHostError {
+	return err instanceof ActorHostError;
+}
+
+export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
+	return {
+		name: "customers",
+		mixins: [ShardedActorMixin(deps)],
+		actions: {
+			handle: {
+				params: { customerId: CUSTOMER_ID, event: { type: "object" } },
+				async handler(this: ShardedActorService, ctx: Context<HandleParams, Meta>): Promise<HandleResult> {
+					const event = checkEvent(ctx.params.customerId, ctx.params.event);
+					try {
+						return await this.host.tell(ctx.params.customerId, { kind: "event", event });
+					} catch (err) {
+						return reroute(ctx, "customers.handle", err);
+					}
+				}
+			},
+			handleMany: {
+				params: { customerId: CUSTOMER_ID, events: { type: "array", min: 1, max: 1000, items: "object" } },
+				async handler(this: ShardedActorService, ctx: Context<HandleManyParams, Meta>): Promise<HandleResult[]> {
+					const events = ctx.params.events.map((e, i) => checkEvent(ctx.params.customerId, e, i));
+					try {
+						return await this.host.tellMany(ctx.params.customerId, events.map(event => ({ kind: "event" as const, event })));
+					} catch (err) {
+						return reroute(ctx, "customers.handleMany", err);
+					}
+				}
+			},
+			get: {
+				params: { customerId: CUSTOMER_ID },
+				async handler(this: ShardedActorService, ctx: Context<{ customerId: string }>): Promise<CustomerView> {
+					const state = await this.host.get(ctx.params.customerId);
+					if (!state) throw new Errors.MoleculerClientError(`customer ${ctx.params.customerId} not found`, 404, "CUSTOMER_NOT_FOUND", { customerId: ctx.params.customerId });
+					return toCustomerView(state);
+				}
+			},
+			journal: {
+				params: { customerId: CUSTOMER_ID, limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true } },
+				async handler(this: ShardedActorService, ctx: Context<{ customerId: string; limit?: number }>) {
+					const limit = ctx.params.limit ?? 50;
+					const state = await this.host.get(ctx.params.customerId);
+					if (!state) throw new Errors.MoleculerClientError(`customer ${ctx.params.customerId} not found`, 404, "CUSTOMER_NOT_FOUND", { customerId: ctx.params.customerId });
+					await this.host.drain();
+					const entries = await this.store.journal(ctx.params.customerId, limit);
+					return entries.map(e => ({ version: e.version, appliedAt: new Date(e.appliedAt).toISOString(), riskScore: e.riskScore, event: e.event }));
+				}
+			},
+			listByRisk: {
+				params: {
+					riskAbove: { type: "number", min: -1, max: 100, optional: true, convert: true },
+					limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true }
+				},
+				async handler(this: ShardedActorService, ctx: Context<{ riskAbove?: number; limit?: number }>) {
+					await this.host.drain();
+					return this.store.listByRisk(ctx.params.riskAbove ?? 0, ctx.params.limit ?? 50);
+				}
+			},
+			passivate: {
+				params: { customerId: CUSTOMER_ID },
+				handler(this: ShardedActorService, ctx: Context<{ customerId: string }>) {
+					return { customerId: ctx.params.customerId, passivated: this.host.passivate(ctx.params.customerId), nodeID: this.broker.nodeID };
+				}
+			},
+			nodeStats: {
+				visibility: "public",
+				handler(this: ShardedActorService) {
+					const mem = process.memoryUsage();
+					return { nodeID: this.broker.nodeID, store: this.store.kind, ...this.host.stats, heapUsedBytes: mem.heapUsed, rssBytes: mem.rss };
+				}
+			}
+		}
+	};
+}
+
+async function reroute<T>(ctx: Context<{ customerId: string }, Meta>, action: string, err: unknown): Promise<T> {
+	if (!retryable(err)) throw err;
+	const reroutes = (ctx.meta.reroutes ?? 0) + 1;
+	if (reroutes > MAX_REROUTES || err.type === "HOST_STOPPED") {
+		throw new Errors.MoleculerRetryableError(err.message, 503, err.type, { customerId: ctx.params.customerId });
+	}
+	return ctx.call<T, unknown>(action, ctx.params, { meta: { reroutes } });
+}
