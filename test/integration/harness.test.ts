@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { connect as netConnect } from "node:net";
-import Redis from "ioredis";
+import { Redis } from "ioredis";
 import { connect as natsConnect } from "nats";
 import mqtt from "mqtt";
 import { freePort, startMosquitto, startNats, startRedis, startServer, waitFor } from "../harness.ts";
