@@ -5,7 +5,7 @@ import { hash52 } from "../../../actors/hash.ts";
 
 const TWO_52 = 2 ** 52;
 
-test("hash52 is pinned: changing it would break persisted dedup windows and move every shard", () => {
+void test("hash52 is pinned: changing it would break persisted dedup windows and move every shard", () => {
 	const golden: [string, number][] = [
 		["", 3338908027751811],
 		["crm-ingest/evt-1", 3173151515800545],
@@ -15,7 +15,7 @@ test("hash52 is pinned: changing it would break persisted dedup windows and move
 	for (const [input, value] of golden) assert.equal(hash52(input), value, `hash52(${JSON.stringify(input)})`);
 });
 
-test("hash52 is deterministic and returns an integer in [0, 2^52)", () => {
+void test("hash52 is deterministic and returns an integer in [0, 2^52)", () => {
 	const inputs = ["", "a", "b", "ab", "ba", "x".repeat(10_000), "ü€😀", "\u0000", "node-1\u0000cust-1"];
 	for (const s of inputs) {
 		const h = hash52(s);
@@ -24,7 +24,7 @@ test("hash52 is deterministic and returns an integer in [0, 2^52)", () => {
 	}
 });
 
-test("hash52 tells apart near-identical keys (no collisions over 200k sequential keys)", () => {
+void test("hash52 tells apart near-identical keys (no collisions over 200k sequential keys)", () => {
 	const seen = new Set<number>();
 	for (let i = 0; i < 200_000; i++) seen.add(hash52(`https://erp.example.com/orders/evt-${i}`));
 	assert.equal(seen.size, 200_000);
@@ -32,7 +32,7 @@ test("hash52 tells apart near-identical keys (no collisions over 200k sequential
 	assert.notEqual(hash52("a"), hash52("a\u0000"));
 });
 
-test("hash52 spreads keys evenly: chi-square over 64 buckets of low and of high bits, and every bit near 50 %", () => {
+void test("hash52 spreads keys evenly: chi-square over 64 buckets of low and of high bits, and every bit near 50 %", () => {
 	const n = 65_536;
 	const low = new Array<number>(64).fill(0);
 	const high = new Array<number>(64).fill(0);
