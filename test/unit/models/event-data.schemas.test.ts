@@ -26,13 +26,13 @@ function keys(n: number, value: (i: number) => unknown): Record<string, unknown>
 	return Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, value(i)]));
 }
 
-describe("validateEventData", () => {
-	it("has a valid example for every event type", () => {
+void describe("validateEventData", () => {
+	void it("has a valid example for every event type", () => {
 		assert.deepEqual(Object.keys(VALID).sort(), [...EVENT_TYPES].sort());
 	});
 
 	for (const type of EVENT_TYPES) {
-		it(`accepts a valid ${type} payload and returns a fresh copy of it`, () => {
+		void it(`accepts a valid ${type} payload and returns a fresh copy of it`, () => {
 			const input = structuredClone(VALID[type]);
 			const r = validateEventData(type, input);
 			assert.ok(r.ok, r.ok ? "" : r.reason);
@@ -41,7 +41,7 @@ describe("validateEventData", () => {
 		});
 	}
 
-	it("accepts the minimal payload of each type (optional fields left out)", () => {
+	void it("accepts the minimal payload of each type (optional fields left out)", () => {
 		const minimal: [EventType, unknown][] = [
 			["crm.order.status_changed", { orderId: "o", newStatus: "CREATED" }],
 			["crm.payment.failed", { paymentId: "p", amount: 12 }],
@@ -55,13 +55,13 @@ describe("validateEventData", () => {
 		}
 	});
 
-	it("treats undefined fields as absent and leaves them out of the copy", () => {
+	void it("treats undefined fields as absent and leaves them out of the copy", () => {
 		const r = validateEventData("crm.order.status_changed", { orderId: "o", newStatus: "PAID", oldStatus: undefined, extra: undefined });
 		assert.ok(r.ok);
 		assert.deepEqual(Object.keys(r.data), ["orderId", "newStatus"]);
 	});
 
-	it("keeps null profile values, which clear the field", () => {
+	void it("keeps null profile values, which clear the field", () => {
 		const r = validateEventData("crm.customer.updated", { profile: { email: null, tenureMonths: null } });
 		assert.ok(r.ok);
 		assert.deepEqual(r.data.profile, { email: null, tenureMonths: null });
@@ -80,7 +80,7 @@ describe("validateEventData", () => {
 		["a plain phone number", "crm.customer.updated", { profile: { phone: "0123456789" } }]
 	];
 	for (const [name, type, data] of accepted) {
-		it(`accepts ${name}`, () => {
+		void it(`accepts ${name}`, () => {
 			const r = validateEventData(type, data);
 			assert.ok(r.ok, r.ok ? "" : r.reason);
 		});
@@ -148,14 +148,14 @@ describe("validateEventData", () => {
 		["a 2049-character referrer", "crm.page.viewed", { url: "/", referrer: "r".repeat(2049) }, "data.referrer must be a string of at most 2048"]
 	];
 	for (const [name, type, data, reason] of rejected) {
-		it(`rejects ${name}`, () => {
+		void it(`rejects ${name}`, () => {
 			const r = validateEventData(type, data);
 			assert.equal(r.ok, false, `${name} was accepted`);
 			assert.ok(!r.ok && r.reason.includes(reason), `reason "${r.ok ? "" : r.reason}" lacks "${reason}"`);
 		});
 	}
 
-	it("shortens an attacker's huge field name in the reason", () => {
+	void it("shortens an attacker's huge field name in the reason", () => {
 		const r = validateEventData("crm.ticket.resolved", { ticketId: "t", ["x".repeat(100_000)]: 1 });
 		assert.ok(!r.ok);
 		assert.ok(r.reason.length < 100, r.reason);
