@@ -1,0 +1,341 @@
+// The customer actor's pure reducer: (state, message, context) -> (state, effects). No I/O, no clock, no
+// randomness; never mutates its input (unchanged parts are shared), so replaying a journal rebuilds the same state.
+import { eventKey } from "../models/cloud-event.ts";
+import type { CloudEvent, EventType } from "../models/cloud-event.ts";
+import type { CustomerCounters, CustomerState, ProfileValue } from "../models/customer-state.ts";
+import type {
+	CustomerUpdatedData,
+	DeviceTelemetryData,
+	InteractionLoggedData,
+	OrderStatusChangedData,
+	TicketOpenedData,
+	TicketResolvedData
+} from "../models/event-data.schemas.ts";
+import type { CustomerMessage, Effect, ReduceContext, ReduceResult } from "./customer-actor.types.ts";
+import { hash52 } from "./hash.ts";
+import {
+	applyRiskRules,
+	churnPoints,
+	decayFactors,
+	FACTOR_CHURN_MODEL,
+	FACTOR_TICKETS_OPEN,
+	hasDecayableFactor,
+	openTicketsPoints,
+	scoreOf,
+	setFactor
+} from "./risk.ts";
+import type { Factors } from "./risk.ts";
+
+/** The only reminder the reducer schedules: inactivity decay of the event-driven risk factors. */
+export const REMINDER_RISK_DECAY = "risk.decay";
+
+/** Bounds that keep one actor's state small (ARCHITECTURE goal: about 2 KB of heap per active actor). */
+export const LIMITS = { orderStatus: 16, openTicketIds: 50, telemetryKeys: 32 } as const;
+
+/** Events that can change what the churn model sees; page views and telemetry are too frequent to re-score on. */
+const CHURN_RELEVANT: ReadonlySet<EventType> = new Set<EventType>([
+	"crm.customer.updated",
+	"crm.order.status_changed",
+	"crm.payment.failed",
+	"crm.interaction.logged",
+	"crm.ticket.opened",
+	"crm.ticket.resolved"
+]);
+
+export function emptyCustomerState(id: string): CustomerState {
+	return {
+		id,
+		version: 0,
+		createdAt: 0,
+		lastActivityAt: 0,
+		profile: {},
+		profileTimes: {},
+		counters: {
+			orders: 0,
+			cancelledOrders: 0,
+			failedPayments: 0,
+			interactions: 0,
+			negativeInteractions: 0,
+			ticketsOpened: 0,
+			openTickets: 0,
+			pageViews: 0,
+			telemetryReadings: 0
+		},
+		openTicketIds: [],
+		orderStatus: {},
+		telemetry: {},
+		lastSentiment: null,
+		risk: { score: 0, factors: {} },
+		churnProbability: null,
+		recentEventKeys: [],
+		reminders: {}
+	};
+}
+
+export function reduce(state: CustomerState, msg: CustomerMessage, ctx: ReduceContext): ReduceResult {
+	return msg.kind === "event" ? reduceEvent(state, msg.event, ctx) : reduceReminder(state, msg.name, ctx);
+}
+
+function reduceEvent(state: CustomerState, event: CloudEvent, ctx: ReduceContext): ReduceResult {
+	const key = eventKey(event);
+	const keyHash = hash52(key);
+	if (state.recentEventKeys.includes(keyHash)) return { state, effects: [], applied: false };
+
+	const parsed = Date.parse(event.time);
+	// Validated events always carry a valid time; the fallback only keeps a NaN out of lastActivityAt.
+	const time = Number.isFinite(parsed) ? parsed : ctx.now;
+	// A shallow copy whose nested objects the handlers replace (never mutate): the returned state.
+	const next: CustomerState = {
+		...state,
+		version: state.version + 1,
+		createdAt: state.version === 0 ? time : state.createdAt,
+		lastActivityAt: Math.max(state.lastActivityAt, time),
+		recentEventKeys: appendKey(state.recentEventKeys, keyHash, ctx.dedupWindow)
+	};
+
+	// Events arrive validated (models/event-data.schemas.ts), so the payload casts below are safe.
+	const data = event.data;
+	let factors = state.risk.factors;
+	switch (event.type) {
+		case "crm.customer.updated":
+			applyProfile(next, (data as unknown as CustomerUpdatedData).profile, time);
+			break;
+		case "crm.order.status_changed":
+			if (applyOrderStatus(next, data as unknown as OrderStatusChangedData)) factors = applyRiskRules(factors, event.type, data);
+			break;
+		case "crm.payment.failed":
+			next.counters = bump(next.counters, "failedPayments");
+			factors = applyRiskRules(factors, event.type, data);
+			break;
+		case "crm.interaction.logged": {
+			const sentiment = (data as unknown as InteractionLoggedData).sentiment;
+			next.counters = bump(next.counters, "interactions");
+			// An interaction without a sentiment keeps the latest known one: it says nothing new about the mood.
+			if (sentiment !== undefined) {
+				next.lastSentiment = sentiment;
+				if (sentiment <= -0.5) next.counters = bump(next.counters, "negativeInteractions");
+			}
+			factors = applyRiskRules(factors, event.type, data);
+			break;
+		}
+		case "crm.ticket.opened":
+			if (openTicket(next, (data as unknown as TicketOpenedData).ticketId)) factors = applyRiskRules(factors, event.type, data);
+			factors = setFactor(factors, FACTOR_TICKETS_OPEN, openTicketsPoints(next.openTicketIds.length));
+			break;
+		case "crm.ticket.resolved":
+			if (resolveTicket(next, (data as unknown as TicketResolvedData).ticketId)) factors = applyRiskRules(factors, event.type, data);
+			factors = setFactor(factors, FACTOR_TICKETS_OPEN, openTicketsPoints(next.openTicketIds.length));
+			break;
+		case "crm.device.telemetry":
+			applyTelemetry(next, (data as unknown as DeviceTelemetryData).metrics);
+			break;
+		case "crm.page.viewed":
+			next.counters = bump(next.counters, "pageViews");
+			break;
+	}
+
+	if (ctx.churnScorer !== undefined && CHURN_RELEVANT.has(event.type)) {
+		// The scorer sees every fact of this event; only its own outputs are still the previous ones.
+		const probability = ctx.churnScorer(next);
+		// A broken model (NaN) must not poison the persisted score: keep the previous estimate instead.
+		if (Number.isFinite(probability)) {
+			const p = probability < 0 ? 0 : probability > 1 ? 1 : probability;
+			next.churnProbability = p;
+			factors = setFactor(factors, FACTOR_CHURN_MODEL, churnPoints(p, ctx.risk.churnWeight));
+		}
+	}
+
+	const effects: Effect[] = [];
+	if (state.version === 0) effects.push({ type: "customer.created", payload: { customerId: state.id } });
+	if (factors !== state.risk.factors) next.risk = riskChanged(state, factors, key, effects);
+	next.reminders = scheduleDecayAfterActivity(next, ctx);
+	return { state: next, effects, applied: true };
+}
+
+/**
+ * A "risk.decay" reminder decays only when it is due (decayDueAt), else it is moved to that time. A reminder that changes nothing returns the same state with `applied: false` and no version bump; one that only
+ * moves or drops the reminder bumps the version (it must be persisted).
+ */
+function reduceReminder(state: CustomerState, name: string, ctx: ReduceContext): ReduceResult {
+	if (name !== REMINDER_RISK_DECAY) return { state, effects: [], applied: false };
+	const factors = state.risk.factors;
+	let reminders: Record<string, number>;
+	let nextFactors = factors;
+	if (!hasDecayableFactor(factors)) {
+		reminders = withoutReminder(state.reminders, name);
+	} else {
+		const dueAt = decayDueAt(state, ctx);
+		if (ctx.now < dueAt) {
+			reminders = withReminder(state.reminders, name, dueAt);
+		} else {
+			nextFactors = decayFactors(factors, ctx.risk.decayKeep);
+			reminders = hasDecayableFactor(nextFactors)
+				? withReminder(state.reminders, name, ctx.now + ctx.risk.decayAfterMs)
+				: withoutReminder(state.reminders, name);
+		}
+	}
+	if (nextFactors === factors && reminders === state.reminders) return { state, effects: [], applied: false };
+
+	const effects: Effect[] = [];
+	const next: CustomerState = { ...state, version: state.version + 1, reminders };
+	if (nextFactors !== factors) next.risk = riskChanged(state, nextFactors, `reminder:${name}`, effects);
+	return { state: next, effects, applied: true };
+}
+
+/** The new risk state; pushes `customer.risk.changed` when the score moves (factor-only changes are silent). */
+function riskChanged(state: CustomerState, factors: Factors, cause: string, effects: Effect[]): CustomerState["risk"] {
+	const oldScore = state.risk.score;
+	const newScore = scoreOf(factors);
+	if (newScore !== oldScore) {
+		effects.push({
+			type: "customer.risk.changed",
+			payload: { customerId: state.id, oldScore, newScore, factors, cause }
+		});
+	}
+	return { score: newScore, factors };
+}
+
+/**
+ * Decay is due `decayAfterMs` after the latest activity, and never earlier than already scheduled: a late-arriving
+ * old event cannot pull a decay step forward, and a reminder delivered twice does not decay twice.
+ */
+function decayDueAt(state: CustomerState, ctx: ReduceContext): number {
+	const inactiveUntil = state.lastActivityAt + ctx.risk.decayAfterMs;
+	const scheduled = state.reminders[REMINDER_RISK_DECAY];
+	return scheduled !== undefined && scheduled > inactiveUntil ? scheduled : inactiveUntil;
+}
+
+/** After an event: without decayable factors there is nothing to decay. */
+function scheduleDecayAfterActivity(next: CustomerState, ctx: ReduceContext): Record<string, number> {
+	return hasDecayableFactor(next.risk.factors)
+		? withReminder(next.reminders, REMINDER_RISK_DECAY, decayDueAt(next, ctx))
+		: withoutReminder(next.reminders, REMINDER_RISK_DECAY);
+}
+
+function withReminder(reminders: Record<string, number>, name: string, dueAt: number): Record<string, number> {
+	return reminders[name] === dueAt ? reminders : { ...reminders, [name]: dueAt };
+}
+
+function withoutReminder(reminders: Record<string, number>, name: string): Record<string, number> {
+	if (!Object.hasOwn(reminders, name)) return reminders;
+	const next = { ...reminders };
+	delete next[name];
+	return next;
+}
+
+/** The dedup window: oldest first, at most `window` keys. */
+function appendKey(keys: number[], keyHash: number, window: number): number[] {
+	if (window <= 0) return keys.length === 0 ? keys : [];
+	const next = keys.length >= window ? keys.slice(keys.length - window + 1) : keys.slice();
+	next.push(keyHash);
+	return next;
+}
+
+function bump(counters: CustomerCounters, name: keyof CustomerCounters, by = 1): CustomerCounters {
+	return { ...counters, [name]: counters[name] + by };
+}
+
+/**
+ * Last writer wins per field, by event time; on equal times the greater value wins (null lowest), which makes the
+ * result independent of arrival order. A null clears the field but keeps its time, so an older event that set it
+ * cannot bring it back.
+ */
+function applyProfile(next: CustomerState, changes: Record<string, ProfileValue | null>, time: number): void {
+	let profile = next.profile;
+	let times = next.profileTimes;
+	// The validator has already rejected prototype keys in the map.
+	for (const field of Object.keys(changes)) {
+		const value = changes[field];
+		const writtenAt = Object.hasOwn(times, field) ? times[field] : -Infinity;
+		if (time < writtenAt) continue;
+		const current = Object.hasOwn(profile, field) ? profile[field] : null;
+		if (time === writtenAt && compareProfileValues(value, current) <= 0) continue;
+		if (profile === next.profile) profile = { ...profile };
+		if (times === next.profileTimes) times = { ...times };
+		if (value === null) delete profile[field];
+		else profile[field] = value;
+		times[field] = time;
+	}
+	next.profile = profile;
+	next.profileTimes = times;
+}
+
+const TYPE_RANK: Record<string, number> = { boolean: 1, number: 2, string: 3 };
+
+/** A total order on profile values (null < booleans < numbers < strings) used only to break time ties. */
+function compareProfileValues(a: ProfileValue | null, b: ProfileValue | null): number {
+	const ra = a === null ? 0 : TYPE_RANK[typeof a];
+	const rb = b === null ? 0 : TYPE_RANK[typeof b];
+	if (ra !== rb) return ra - rb;
+	if (a === b || a === null || b === null) return 0;
+	return a < b ? -1 : 1;
+}
+
+/**
+ * Records an order's latest status. Returns whether the status changed: an event that repeats the status the order
+ * already has (e.g. a second cancellation) changes no counter and fires no risk rule. The map keeps the most
+ * recently updated orders (JS key order: integer-like ids enumerate in numeric order, close to age for sequential ids).
+ */
+function applyOrderStatus(next: CustomerState, data: OrderStatusChangedData): boolean {
+	const { orderId, newStatus } = data;
+	// Order ids are free strings; this one would set the map's prototype instead of an entry.
+	if (orderId === "__proto__") return false;
+	const known = Object.hasOwn(next.orderStatus, orderId);
+	const previous = known ? next.orderStatus[orderId] : undefined;
+	if (previous === newStatus) return false;
+
+	// The newest LIMITS-1 other orders stay, oldest first; this one goes last as the most recently updated.
+	const others = Object.keys(next.orderStatus).filter(id => id !== orderId);
+	const orderStatus: Record<string, string> = {};
+	for (let i = Math.max(0, others.length - (LIMITS.orderStatus - 1)); i < others.length; i++) {
+		orderStatus[others[i]] = next.orderStatus[others[i]];
+	}
+	orderStatus[orderId] = newStatus;
+	next.orderStatus = orderStatus;
+
+	let counters = next.counters;
+	if (!known) counters = bump(counters, "orders");
+	if (newStatus === "CANCELLED") counters = bump(counters, "cancelledOrders");
+	next.counters = counters;
+	return true;
+}
+
+/** Returns whether the ticket was newly opened (re-opening an open ticket changes nothing). */
+function openTicket(next: CustomerState, ticketId: string): boolean {
+	const ids = next.openTicketIds;
+	if (ids.includes(ticketId)) return false;
+	// At the bound the oldest id gives way: the count then reads "at least LIMITS.openTicketIds".
+	const kept = ids.length >= LIMITS.openTicketIds ? ids.slice(ids.length - LIMITS.openTicketIds + 1) : ids.slice();
+	kept.push(ticketId);
+	next.openTicketIds = kept;
+	next.counters = { ...next.counters, ticketsOpened: next.counters.ticketsOpened + 1, openTickets: kept.length };
+	return true;
+}
+
+/** Returns whether an open ticket was resolved; one that is not open (unknown, evicted, already resolved) changes nothing. */
+function resolveTicket(next: CustomerState, ticketId: string): boolean {
+	const at = next.openTicketIds.indexOf(ticketId);
+	if (at < 0) return false;
+	const kept = next.openTicketIds.slice();
+	kept.splice(at, 1);
+	next.openTicketIds = kept;
+	next.counters = { ...next.counters, openTickets: kept.length };
+	return true;
+}
+
+/** Latest value per metric name; new names beyond LIMITS.telemetryKeys are ignored so known metrics are never evicted. */
+function applyTelemetry(next: CustomerState, metrics: Record<string, number>): void {
+	let telemetry = next.telemetry;
+	let size = Object.keys(telemetry).length;
+	for (const name of Object.keys(metrics)) {
+		const value = metrics[name];
+		const known = Object.hasOwn(telemetry, name);
+		if (!known && size >= LIMITS.telemetryKeys) continue;
+		if (known && telemetry[name] === value) continue;
+		if (telemetry === next.telemetry) telemetry = { ...telemetry };
+		telemetry[name] = value;
+		if (!known) size++;
+	}
+	next.telemetry = telemetry;
+	next.counters = bump(next.counters, "telemetryReadings");
+}
