@@ -90,7 +90,7 @@ function reduceEvent(state: CustomerState, event: CloudEvent, ctx: ReduceContext
 		version: state.version + 1,
 		createdAt: state.version === 0 ? time : state.createdAt,
 		lastActivityAt: Math.max(state.lastActivityAt, time),
-		recentEventKeys: appendKey(state.recentEventKeys, keyHash, ctx.dedupWindow)
+		recentEventKeys: appendBounded(state.recentEventKeys, keyHash, ctx.dedupWindow)
 	};
 
 	// Events arrive validated (models/event-data.schemas.ts), so the payload casts below are safe.
@@ -223,16 +223,16 @@ function withoutReminder(reminders: Record<string, number>, name: string): Recor
 	return next;
 }
 
-/** The dedup window: oldest first, at most `window` keys. */
-function appendKey(keys: number[], keyHash: number, window: number): number[] {
-	if (window <= 0) return keys.length === 0 ? keys : [];
-	const next = keys.length >= window ? keys.slice(keys.length - window + 1) : keys.slice();
-	next.push(keyHash);
+/** Appends to a bounded list kept oldest first: at most `max` items, the oldest dropped. */
+function appendBounded<T>(items: T[], item: T, max: number): T[] {
+	if (max <= 0) return items.length === 0 ? items : [];
+	const next = items.length >= max ? items.slice(items.length - max + 1) : items.slice();
+	next.push(item);
 	return next;
 }
 
-function bump(counters: CustomerCounters, name: keyof CustomerCounters, by = 1): CustomerCounters {
-	return { ...counters, [name]: counters[name] + by };
+function bump(counters: CustomerCounters, name: keyof CustomerCounters): CustomerCounters {
+	return { ...counters, [name]: counters[name] + 1 };
 }
 
 /**
@@ -305,8 +305,7 @@ function openTicket(next: CustomerState, ticketId: string): boolean {
 	const ids = next.openTicketIds;
 	if (ids.includes(ticketId)) return false;
 	// At the bound the oldest id gives way: the count then reads "at least LIMITS.openTicketIds".
-	const kept = ids.length >= LIMITS.openTicketIds ? ids.slice(ids.length - LIMITS.openTicketIds + 1) : ids.slice();
-	kept.push(ticketId);
+	const kept = appendBounded(ids, ticketId, LIMITS.openTicketIds);
 	next.openTicketIds = kept;
 	next.counters = { ...next.counters, ticketsOpened: next.counters.ticketsOpened + 1, openTickets: kept.length };
 	return true;

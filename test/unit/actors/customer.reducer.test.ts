@@ -66,7 +66,7 @@ void describe("emptyCustomerState", () => {
 		assert.equal(s.lastSentiment, null);
 		assert.ok(Object.values(s.counters).every(v => v === 0));
 	});
-	void it("fits the 2 KB goal even when every bounded collection is full", () => {
+	void it("stays small with busy collections: under 3 KB of JSON with 16 orders, 20 tickets, 32 metrics, 62 dedup keys", () => {
 		const msgs: CustomerMessage[] = [];
 		for (let i = 0; i < 40; i++) msgs.push(ev("crm.order.status_changed", { orderId: `order-${i}`, newStatus: "SHIPPED" }));
 		for (let i = 0; i < 20; i++) msgs.push(ev("crm.ticket.opened", { ticketId: `ticket-${i}`, priority: "LOW", category: "c" }));
@@ -74,7 +74,7 @@ void describe("emptyCustomerState", () => {
 		for (let i = 0; i < 32; i++) metrics[`m${i}`] = i;
 		msgs.push(ev("crm.device.telemetry", { deviceId: "d", metrics }));
 		msgs.push(ev("crm.customer.updated", { profile: { name: "Ada Lovelace", email: "ada@example.com", plan: "pro" } }));
-		// JSON size is a proxy for heap size; 64 dedup keys of 16 digits are a third of it.
+		// JSON size is a proxy for heap size (measured: about 2.5 KB); the 16-digit dedup keys are about 40 % of it.
 		const bytes = JSON.stringify(last(msgs)).length;
 		assert.ok(bytes < 3000, `state JSON is ${bytes} bytes`);
 	});
