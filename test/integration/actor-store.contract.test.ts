@@ -1,0 +1,384 @@
+// One behavioural contract for every ActorStore adapter (ARCHITECTURE §5), run against memory, NeDB files, a real
+// redis-server from the harness, and MongoDB when MONGO_URL is set.
+import { after, before, describe, it, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ActorStore, ActorWrite, JournalEntry } from "../../actors/host/actor-store.ts";
+import { MemoryActorStore } from "../../actors/host/memory.store.ts";
+import { MongoActorStore } from "../../actors/host/mongo.store.ts";
+import { NedbActorStore } from "../../actors/host/nedb.store.ts";
+import { RedisActorStore } from "../../actors/host/redis.store.ts";
+import type { CustomerState } from "../../models/customer-state.ts";
+import { startRedis, type ServerHandle } from "../harness.ts";
+
+interface StoreFixture {
+	store: ActorStore;
+	/** Closes the store and opens a new one on the same data (after a server restart where there is one). */
+	reopen?: () => Promise<ActorStore>;
+	dispose(): Promise<void>;
+}
+
+interface StateOptions {
+	score?: number;
+	reminders?: Record<string, number>;
+}
+
+/** A full, realistic state; keys with "." and a 52-bit number catch stores that mangle field names or numbers. */
+function makeState(id: string, version: number, opts: StateOptions = {}): CustomerState {
+	const score = opts.score ?? 10;
+	return {
+		id,
+		version,
+		createdAt: 1_700_000_000_000,
+		lastActivityAt: 1_700_000_000_000 + version * 1000,
+		profile: { name: `Customer ${id}`, "address.city": "Lyon", vip: version % 2 === 0, visits: version },
+		profileTimes: { name: 1_700_000_000_000, "address.city": 1_700_000_000_500 },
+		counters: {
+			orders: version, cancelledOrders: 1, failedPayments: 0, interactions: 2, negativeInteractions: 1,
+			ticketsOpened: 1, openTickets: 1, pageViews: 7, telemetryReadings: 0
+		},
+		openTicketIds: ["t-1"],
+		orderStatus: { "o-1": "CANCELLED" },
+		telemetry: { "cpu.temp": 61.5 },
+		lastSentiment: -0.25,
+		risk: { score, factors: { "order.cancelled": score } },
+		churnProbability: null,
+		recentEventKeys: [4_503_599_627_370_495, 12_345],
+		reminders: opts.reminders ?? {}
+	};
+}
+
+function entry(customerId: string, version: number): JournalEntry {
+	return {
+		customerId,
+		version,
+		key: `test/e-${customerId}-${version}`,
+		appliedAt: 1_700_000_000_000 + version,
+		riskScore: version,
+		event: {
+			specversion: "1.0", id: `e-${customerId}-${version}`, source: "test", type: "crm.order.status_changed",
+			subject: customerId, time: "2023-11-14T22:13:20Z", data: { orderId: `o-${version}`, newStatus: "CANCELLED" }
+		}
+	};
+}
+
+function write(id: string, expectedVersion: number, state: CustomerState, journal: JournalEntry[] = []): ActorWrite {
+	return { id, expectedVersion, state, journal };
+}
+
+async function saveOne(store: ActorStore, w: ActorWrite): Promise<void> {
+	assert.deepEqual(await store.saveBatch([w]), [{ id: w.id, ok: true }], `saving ${w.id} v${w.state.version}`);
+}
+
+export function describeStoreContract(name: string, makeStore: () => Promise<StoreFixture>): void {
+	void describe(`ActorStore contract: ${name}`, () => {
+		let fixture: StoreFixture;
+		let store: ActorStore;
+
+		const fresh = async () => {
+			fixture = await makeStore();
+			store = fixture.store;
+		};
+		const dispose = async () => {
+			await fixture?.dispose();
+		};
+
+		void describe("basics", () => {
+			before(fresh);
+			after(dispose);
+
+			void it("loads an unknown customer as null and counts nobody", async () => {
+				assert.equal(await store.load("nobody"), null);
+				assert.equal(await store.count(), 0);
+				assert.deepEqual(await store.journal("nobody", 10), []);
+			});
+		});
+
+		void describe("compare-and-set", () => {
+			before(fresh);
+			after(dispose);
+
+			void it("inserts with expected version 0 and loads exactly that state, unaffected by later mutation", async () => {
+				const state = makeState("c1", 1, { score: 42, reminders: { decay: 5000 } });
+				const snapshot = structuredClone(state);
+				await saveOne(store, write("c1", 0, state));
+				state.profile.name = "mutated after save";
+				state.risk.factors["order.cancelled"] = 99;
+				const loaded = await store.load("c1");
+				assert.deepEqual(loaded, snapshot);
+				assert.ok(loaded);
+				loaded.counters.orders = 1000;
+				assert.deepEqual(await store.load("c1"), snapshot, "mutating a loaded state must not change the store");
+			});
+
+			void it("refuses a second insert with expected version 0 and reports the current version", async () => {
+				const results = await store.saveBatch([write("c1", 0, makeState("c1", 1, { score: 7 }))]);
+				assert.deepEqual(results, [{ id: "c1", ok: false, currentVersion: 1 }]);
+				assert.equal((await store.load("c1"))?.risk.score, 42);
+			});
+
+			void it("accepts the right expected version and refuses a stale one, leaving the store unchanged", async () => {
+				await saveOne(store, write("c1", 1, makeState("c1", 2, { score: 50 })));
+				const stale = await store.saveBatch([write("c1", 1, makeState("c1", 3, { score: 1 }))]);
+				assert.deepEqual(stale, [{ id: "c1", ok: false, currentVersion: 2 }]);
+				assert.deepEqual(await store.load("c1"), makeState("c1", 2, { score: 50 }));
+				assert.equal(await store.count(), 1);
+			});
+
+			void it("refuses an update of a customer that does not exist, with currentVersion null", async () => {
+				const results = await store.saveBatch([write("ghost", 3, makeState("ghost", 4))]);
+				assert.deepEqual(results, [{ id: "ghost", ok: false, currentVersion: null }]);
+				assert.equal(await store.load("ghost"), null);
+				assert.equal(await store.count(), 1);
+			});
+		});
+
+		void describe("batches", () => {
+			before(fresh);
+			after(dispose);
+
+			void it("returns one result per write in order and persists only the ok ones", async () => {
+				await saveOne(store, write("a", 0, makeState("a", 1)));
+				await saveOne(store, write("b", 0, makeState("b", 1)));
+				const results = await store.saveBatch([
+					write("a", 1, makeState("a", 2, { score: 20 })),
+					write("b", 5, makeState("b", 6, { score: 60 })),
+					write("c", 0, makeState("c", 1, { score: 30 })),
+					write("a-new", 0, makeState("a-new", 1)),
+					write("b", 0, makeState("b", 1, { score: 61 }))
+				]);
+				assert.deepEqual(results, [
+					{ id: "a", ok: true },
+					{ id: "b", ok: false, currentVersion: 1 },
+					{ id: "c", ok: true },
+					{ id: "a-new", ok: true },
+					{ id: "b", ok: false, currentVersion: 1 }
+				]);
+				assert.deepEqual(await store.load("a"), makeState("a", 2, { score: 20 }));
+				assert.deepEqual(await store.load("b"), makeState("b", 1));
+				assert.deepEqual(await store.load("c"), makeState("c", 1, { score: 30 }));
+				assert.equal(await store.count(), 4);
+			});
+
+			void it("applies two writes of one customer in one batch in order", async () => {
+				const results = await store.saveBatch([
+					write("d", 0, makeState("d", 1), [entry("d", 1)]),
+					write("d", 1, makeState("d", 2), [entry("d", 2)])
+				]);
+				assert.deepEqual(results, [{ id: "d", ok: true }, { id: "d", ok: true }]);
+				assert.equal((await store.load("d"))?.version, 2);
+				assert.deepEqual((await store.journal("d", 10)).map(e => e.version), [2, 1]);
+			});
+
+			void it("accepts an empty batch", async () => {
+				assert.deepEqual(await store.saveBatch([]), []);
+			});
+		});
+
+		void describe("journal", () => {
+			before(fresh);
+			after(dispose);
+
+			void it("returns entries newest first, limited, equal to what was written", async () => {
+				await saveOne(store, write("j", 0, makeState("j", 3), [entry("j", 1), entry("j", 2), entry("j", 3)]));
+				await saveOne(store, write("j", 3, makeState("j", 4), [entry("j", 4)]));
+				assert.deepEqual(await store.journal("j", 2), [entry("j", 4), entry("j", 3)]);
+				assert.deepEqual(await store.journal("j", 10), [4, 3, 2, 1].map(v => entry("j", v)));
+				assert.deepEqual(await store.journal("j", 0), []);
+			});
+
+			void it("does not append the journal of a refused write", async () => {
+				const results = await store.saveBatch([
+					write("j", 2, makeState("j", 99), [entry("j", 99)]),
+					write("k", 0, makeState("k", 1), [entry("k", 1)])
+				]);
+				assert.deepEqual(results, [{ id: "j", ok: false, currentVersion: 4 }, { id: "k", ok: true }]);
+				assert.deepEqual((await store.journal("j", 10)).map(e => e.version), [4, 3, 2, 1]);
+				assert.deepEqual(await store.journal("k", 10), [entry("k", 1)]);
+			});
+
+			void it("keeps journals of different customers apart", async () => {
+				assert.deepEqual(await store.journal("unknown", 10), []);
+				assert.ok((await store.journal("j", 10)).every(e => e.customerId === "j"));
+			});
+		});
+
+		void describe("risk index", () => {
+			before(fresh);
+			after(dispose);
+
+			void it("lists customers strictly above the threshold, highest first, up to the limit", async () => {
+				await store.saveBatch([
+					write("low", 0, makeState("low", 1, { score: 10 })),
+					write("edge", 0, makeState("edge", 1, { score: 50 })),
+					write("high", 0, makeState("high", 1, { score: 80 })),
+					write("mid", 0, makeState("mid", 1, { score: 50.5 }))
+				]);
+				assert.deepEqual(await store.listByRisk(50, 10), [{ id: "high", score: 80 }, { id: "mid", score: 50.5 }]);
+				assert.deepEqual(await store.listByRisk(50, 1), [{ id: "high", score: 80 }]);
+				assert.deepEqual((await store.listByRisk(-1, 10)).map(r => r.id), ["high", "mid", "edge", "low"]);
+				assert.deepEqual(await store.listByRisk(100, 10), []);
+			});
+
+			void it("follows score changes and ignores refused writes", async () => {
+				await store.saveBatch([
+					write("high", 1, makeState("high", 2, { score: 20 })),
+					write("low", 7, makeState("low", 8, { score: 95 }))
+				]);
+				assert.deepEqual(await store.listByRisk(50, 10), [{ id: "mid", score: 50.5 }]);
+			});
+		});
+
+		void describe("reminders index", () => {
+			before(fresh);
+			after(dispose);
+
+			void it("lists customers whose earliest reminder is due, earliest first, up to the limit", async () => {
+				await store.saveBatch([
+					write("r1", 0, makeState("r1", 1, { reminders: { decay: 1000, followUp: 500 } })),
+					write("r2", 0, makeState("r2", 1, { reminders: { decay: 2000 } })),
+					write("r3", 0, makeState("r3", 1))
+				]);
+				assert.deepEqual(await store.dueReminders(499, 10), []);
+				assert.deepEqual(await store.dueReminders(1000, 10), [{ id: "r1", dueAt: 500 }]);
+				assert.deepEqual(await store.dueReminders(2000, 10), [{ id: "r1", dueAt: 500 }, { id: "r2", dueAt: 2000 }]);
+				assert.deepEqual(await store.dueReminders(2000, 1), [{ id: "r1", dueAt: 500 }]);
+			});
+
+			void it("drops a customer whose reminders are cleared and moves one whose reminder changes", async () => {
+				await store.saveBatch([
+					write("r1", 1, makeState("r1", 2)),
+					write("r2", 1, makeState("r2", 2, { reminders: { decay: 300 } }))
+				]);
+				assert.deepEqual(await store.dueReminders(10_000, 10), [{ id: "r2", dueAt: 300 }]);
+				assert.equal(await store.count(), 3);
+			});
+		});
+
+		void describe("persistence", () => {
+			before(fresh);
+			after(dispose);
+
+			void it("keeps states, journal and indexes across close and reopen", async (t) => {
+				if (!fixture.reopen) {
+					t.skip(`${name} keeps nothing across a reopen`);
+					return;
+				}
+				await saveOne(store, write("p1", 0, makeState("p1", 2, { score: 70, reminders: { decay: 100 } }), [entry("p1", 1), entry("p1", 2)]));
+				await saveOne(store, write("p2", 0, makeState("p2", 1, { score: 5 })));
+				await saveOne(store, write("p2", 1, makeState("p2", 2, { score: 6 })));
+				store = await fixture.reopen();
+				assert.deepEqual(await store.load("p1"), makeState("p1", 2, { score: 70, reminders: { decay: 100 } }));
+				assert.deepEqual(await store.load("p2"), makeState("p2", 2, { score: 6 }));
+				assert.deepEqual(await store.journal("p1", 10), [entry("p1", 2), entry("p1", 1)]);
+				assert.deepEqual(await store.listByRisk(50, 10), [{ id: "p1", score: 70 }]);
+				assert.deepEqual(await store.dueReminders(100, 10), [{ id: "p1", dueAt: 100 }]);
+				assert.equal(await store.count(), 2);
+				// The compare-and-set still sees the persisted version.
+				assert.deepEqual(await store.saveBatch([write("p2", 1, makeState("p2", 3))]), [{ id: "p2", ok: false, currentVersion: 2 }]);
+			});
+		});
+	});
+}
+
+describeStoreContract("memory", async () => {
+	const store = new MemoryActorStore();
+	await store.connect();
+	return { store, dispose: () => store.close() };
+});
+
+describeStoreContract("nedb", async () => {
+	const dir = await mkdtemp(join(tmpdir(), "crm-nedb-store-"));
+	let store = new NedbActorStore({ dir });
+	await store.connect();
+	return {
+		get store() {
+			return store;
+		},
+		reopen: async () => {
+			await store.close();
+			store = new NedbActorStore({ dir });
+			await store.connect();
+			return store;
+		},
+		dispose: async () => {
+			await store.close();
+			await rm(dir, { recursive: true, force: true });
+		}
+	};
+});
+
+void describe("redis-server", () => {
+	let redis: ServerHandle;
+	let fixtures = 0;
+	before(async () => {
+		redis = await startRedis();
+	});
+	after(async () => {
+		await redis?.stop();
+	});
+
+	describeStoreContract("redis", async () => {
+		// Each fixture gets its own key prefix on the shared server, so the cases cannot see each other's data.
+		const keyPrefix = `crm-test-${++fixtures}:`;
+		let store = new RedisActorStore({ url: redis.url, keyPrefix });
+		await store.connect();
+		return {
+			get store() {
+				return store;
+			},
+			reopen: async () => {
+				await store.close();
+				await redis.restart();
+				store = new RedisActorStore({ url: redis.url, keyPrefix });
+				await store.connect();
+				return store;
+			},
+			dispose: () => store.close()
+		};
+	});
+
+	void it("trims each journal to journalMax, keeping the newest", async () => {
+		const store = new RedisActorStore({ url: redis.url, keyPrefix: "crm-trim:", journalMax: 3 });
+		await store.connect();
+		try {
+			await saveOne(store, write("t", 0, makeState("t", 4), [1, 2, 3, 4].map(v => entry("t", v))));
+			await saveOne(store, write("t", 4, makeState("t", 5), [entry("t", 5)]));
+			assert.deepEqual((await store.journal("t", 10)).map(e => e.version), [5, 4, 3]);
+		} finally {
+			await store.close();
+		}
+	});
+});
+
+if (process.env.MONGO_URL) {
+	const mongoUrl = process.env.MONGO_URL;
+	let fixtures = 0;
+	describeStoreContract("mongo", async () => {
+		const dbName = `crm_store_test_${process.pid}_${++fixtures}`;
+		let store = new MongoActorStore({ url: mongoUrl, dbName });
+		await store.connect();
+		return {
+			get store() {
+				return store;
+			},
+			reopen: async () => {
+				await store.close();
+				store = new MongoActorStore({ url: mongoUrl, dbName });
+				await store.connect();
+				return store;
+			},
+			dispose: async () => {
+				await store.close();
+				const { MongoClient } = await import("mongodb");
+				const client = await MongoClient.connect(mongoUrl);
+				await client.db(dbName).dropDatabase();
+				await client.close();
+			}
+		};
+	});
+} else {
+	void test("ActorStore contract: mongo", { skip: "MONGO_URL not set: MongoDB store contract skipped" }, () => {});
+}
