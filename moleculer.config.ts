@@ -7,7 +7,7 @@ export function brokerOptions(config: Config): BrokerOptions {
 	return {
 		namespace: "crm",
 		nodeID: config.nodeId,
-		transporter: config.transporter ?? null,
+		transporter: (config.transporter ?? null) as BrokerOptions["transporter"],
 		logger: { type: "Console", options: { level: config.logLevel, formatter: "short", colors: process.stdout.isTTY } },
 		// Our own consistent hashing, and never the local shortcut: a caller hosting customers must still reach the owner.
 		registry: { strategy: RendezvousStrategy, preferLocal: false },

@@ -19,7 +19,7 @@ export async function createNode(config: Config): Promise<ServiceBroker> {
 		const store = createActorStore({
 			kind: config.actor.store, dataDir: config.dataDir, redisUrl: config.redisUrl, mongoUrl: config.mongoUrl, journalMax: config.actor.journalMax
 		});
-		const churnScorer = await loadChurnScorer(config.churnModel, broker.logger);
+		const churnScorer = loadChurnScorer(config.churnModel, broker.logger);
 		broker.createService(createCustomersService({ config, store, churnScorer }));
 	}
 	if (wanted.includes("api")) broker.createService(createApiService(config));

@@ -1,6 +1,6 @@
 // Service behaviour for hosting sharded actors: creates the actor store and host on start, stops them on stop,
 // and forwards persisted effects as Moleculer events. The customers service adds the actions.
-import type { ServiceSchema, Service } from "moleculer";
+import type { ServiceSchema, ServiceSettingSchema, Service } from "moleculer";
 import { ActorHost } from "../actors/host/actor-host.ts";
 import type { ActorStore } from "../actors/host/actor-store.ts";
 import type { ChurnScorer, ReduceContext } from "../actors/customer-actor.types.ts";
@@ -21,7 +21,10 @@ export interface ShardedActorVars {
 
 export type ShardedActorService = Service & ShardedActorVars;
 
-export function ShardedActorMixin(deps: ShardedActorDeps): Partial<ServiceSchema> {
+/** A service schema whose `this` has the actor host and store. */
+export type ShardedActorSchema = ServiceSchema<ServiceSettingSchema, Record<string, never>, ShardedActorVars>;
+
+export function ShardedActorMixin(deps: ShardedActorDeps): Partial<ShardedActorSchema> {
 	const { config, store, churnScorer } = deps;
 	const a = config.actor;
 	const reduceSettings = {

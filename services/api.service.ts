@@ -2,6 +2,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import ApiGateway from "moleculer-web";
+import type { ApiSettingsSchema } from "moleculer-web";
 import { Errors } from "moleculer";
 import type { Context, ServiceSchema, Service } from "moleculer";
 import type { Config } from "../config/index.ts";
@@ -49,7 +50,7 @@ function sendError(res: ServerResponse, err: Errors.MoleculerError | Error): voi
 	sendJson(res, status, body);
 }
 
-export function createApiService(config: Config): ServiceSchema {
+export function createApiService(config: Config): ServiceSchema<ApiSettingsSchema> {
 	const keyHashes = config.apiKeys.map(sha256);
 	return {
 		name: "api",

@@ -6,7 +6,7 @@ import { ActorHostError, type HandleResult } from "../actors/host/actor-host.ts"
 import type { CustomerState } from "../models/customer-state.ts";
 import { validateEvent } from "../models/cloud-event.validator.ts";
 import type { CloudEvent } from "../models/cloud-event.ts";
-import { ShardedActorMixin, type ShardedActorDeps, type ShardedActorService } from "../mixins/sharded-actor.mixin.ts";
+import { ShardedActorMixin, type ShardedActorDeps, type ShardedActorSchema, type ShardedActorService } from "../mixins/sharded-actor.mixin.ts";
 
 const CUSTOMER_ID = { type: "string", min: 1, max: 128, pattern: /^[A-Za-z0-9][A-Za-z0-9._:@-]*$/ } as const;
 /** How many times a message lost to a version conflict is re-routed before the caller sees the error. */
@@ -64,9 +64,9 @@ function retryable(err: unknown): err is ActorHostError {
 }
 
 export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
-	return {
+	const schema: ShardedActorSchema = {
 		name: "customers",
-		mixins: [ShardedActorMixin(deps)],
+		mixins: [ShardedActorMixin(deps) as Partial<ServiceSchema>],
 		actions: {
 			handle: {
 				params: { customerId: CUSTOMER_ID, event: { type: "object" } },
@@ -134,6 +134,7 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 			}
 		}
 	};
+	return schema as unknown as ServiceSchema;
 }
 
 async function reroute<T>(ctx: Context<{ customerId: string }, Meta>, action: string, err: unknown): Promise<T> {

@@ -251,7 +251,7 @@ export class ActorHost {
 		const state = result.state;
 		if (!result.applied || state === before) {
 			if (result.applied) this.stats.applied++;
-			else this.stats.duplicates++;
+			else if (msg.kind === "event") this.stats.duplicates++;
 			const outcome: HandleResult = { applied: result.applied, version: state.version, riskScore: state.risk.score };
 			// A duplicate is acknowledged only once the original's write is persisted, never before.
 			if (actor.latest) actor.latest.waiters.push({ resolve, reject, result: outcome });
