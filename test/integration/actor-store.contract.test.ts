@@ -172,6 +172,18 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
 				assert.deepEqual((await store.journal("d", 10)).map(e => e.version), [2, 1]);
 			});
 
+			void it("keeps per-write results in order across a large batch", async () => {
+				const ids = Array.from({ length: 250 }, (_, i) => `bulk-${i}`);
+				await store.saveBatch(ids.filter((_, i) => i % 7 === 0).map(id => write(id, 0, makeState(id, 1))));
+				// Every 7th customer already exists, so its insert must be refused; the others are new.
+				const results = await store.saveBatch(ids.map(id => write(id, 0, makeState(id, 2, { score: 70 }), [entry(id, 2)])));
+				assert.deepEqual(results, ids.map((id, i) => i % 7 === 0 ? { id, ok: false, currentVersion: 1 } : { id, ok: true }));
+				assert.equal((await store.load("bulk-249"))?.version, 2);
+				assert.equal((await store.load("bulk-245"))?.version, 1);
+				assert.deepEqual(await store.journal("bulk-245", 10), []);
+				assert.deepEqual(await store.journal("bulk-248", 10), [entry("bulk-248", 2)]);
+			});
+
 			void it("accepts an empty batch", async () => {
 				assert.deepEqual(await store.saveBatch([]), []);
 			});
@@ -338,6 +350,24 @@ void describe("redis-server", () => {
 			},
 			dispose: () => store.close()
 		};
+	});
+
+	void it("fails the batch, naming the customer, when a stored state is not one it wrote", async () => {
+		const store = new RedisActorStore({ url: redis.url, keyPrefix: "crm-corrupt:" });
+		await store.connect();
+		const { Redis } = await import("ioredis");
+		const raw = new Redis(redis.url);
+		try {
+			await raw.set("crm-corrupt:customer:x", "not json");
+			await assert.rejects(store.saveBatch([write("x", 1, makeState("x", 2))]), /customer x does not start with its version/);
+		} finally {
+			raw.disconnect();
+			await store.close();
+		}
+	});
+
+	void it("closes a store that never connected", async () => {
+		await new RedisActorStore({ url: redis.url }).close();
 	});
 
 	void it("trims each journal to journalMax, keeping the newest", async () => {
