@@ -2,7 +2,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import ApiGateway from "moleculer-web";
-import type { ApiSettingsSchema } from "moleculer-web";
+import type { ApiRouteSchema, ApiSettingsSchema } from "moleculer-web";
 import { Errors } from "moleculer";
 import type { Context, ServiceSchema, Service } from "moleculer";
 import type { Config } from "../config/index.ts";
@@ -29,17 +29,18 @@ function sha256(s: string): Buffer {
 	return createHash("sha256").update(s).digest();
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
 	const text = JSON.stringify(body);
 	res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(text) });
 	res.end(text);
 }
 
 /** Maps any error to the JSON error body clients rely on: `{ errors: [...] }` for invalid events, else `{ error }`. */
-function sendError(res: ServerResponse, err: Errors.MoleculerError | Error): void {
+export function sendError(res: ServerResponse, err: Errors.MoleculerError | Error): void {
 	const e = err as Errors.MoleculerError;
 	let status = typeof e.code === "number" && e.code >= 400 && e.code < 600 ? e.code : 500;
 	if (e.type === "VALIDATION_ERROR" || e.type === "INVALID_EVENT") status = 400;
+	if (e.type === "entity.parse.failed") return sendJson(res, 400, { error: { type: "INVALID_JSON", message: `request body is not valid JSON: ${e.message}` } });
 	if (e.type === "INVALID_EVENTS") return sendJson(res, 400, { errors: (e.data as { errors: unknown[] }).errors });
 	if (e.type === "INVALID_EVENT") {
 		const d = (e.data ?? {}) as { index?: number; reason?: string };
@@ -50,7 +51,12 @@ function sendError(res: ServerResponse, err: Errors.MoleculerError | Error): voi
 	sendJson(res, status, body);
 }
 
-export function createApiService(config: Config): ServiceSchema<ApiSettingsSchema> {
+/**
+ * Other services publish their own endpoints under /api/v1 by declaring `rest: "GET /things"` on published actions
+ * with `settings.rest: "/"` (moleculer-web auto-aliases; same auth, JSON, `{ body, query, params }` params).
+ * Routes that need something else (raw bodies for signed webhooks, the dashboard) come in as `extraRoutes`.
+ */
+export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] = []): ServiceSchema<ApiSettingsSchema> {
 	const keyHashes = config.apiKeys.map(sha256);
 	return {
 		name: "api",
@@ -77,6 +83,7 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
 					path: "/api/v1",
 					authentication: keyHashes.length > 0,
 					mappingPolicy: "restrict",
+					autoAliases: true,
 					mergeParams: false,
 					bodyParsers: { json: { strict: false, limit: BODY_LIMIT } },
 					aliases: {
@@ -88,7 +95,8 @@ export function createApiService(config: Config): ServiceSchema<ApiSettingsSchem
 					onError(_req: IncomingMessage, res: ServerResponse, err: Error) {
 						sendError(res, err);
 					}
-				}
+				},
+				...extraRoutes
 			],
 			onError(_req: IncomingMessage, res: ServerResponse, err: Error) {
 				sendError(res, err);
