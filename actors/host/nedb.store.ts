@@ -63,7 +63,8 @@ interface Nedb<T> {
 
 const DEFAULTS = { compactionIntervalMs: 60_000 };
 
-const silentLogger: StoreLogger = { info() {}, warn() {}, error() {} };
+/** Without a logger a failed background compaction still shows up on stderr. */
+const defaultLogger: StoreLogger = { info() {}, warn: console.warn, error: console.error };
 
 export class NedbActorStore implements ActorStore {
 	readonly kind = "nedb";
@@ -79,7 +80,7 @@ export class NedbActorStore implements ActorStore {
 		if (!opts.dir) throw new Error("NedbActorStore: option `dir` is required");
 		this.dir = opts.dir;
 		this.compactionIntervalMs = opts.compactionIntervalMs ?? DEFAULTS.compactionIntervalMs;
-		this.logger = opts.logger ?? silentLogger;
+		this.logger = opts.logger ?? defaultLogger;
 	}
 
 	async connect(): Promise<void> {
