@@ -1,5 +1,6 @@
 // Builds one node: broker + the services SERVICES asks for, with their dependencies passed in (no globals).
 import { ServiceBroker } from "moleculer";
+import type { ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
 import { brokerOptions } from "../moleculer.config.ts";
 import { createActorStore } from "../actors/host/store-factory.ts";
@@ -7,21 +8,34 @@ import { createCustomersService } from "../services/customers.service.ts";
 import { createApiService } from "../services/api.service.ts";
 import { loadChurnScorer } from "../ml/churn-scorer.ts";
 
-export const ALL_SERVICES = ["customers", "api"] as const;
+interface NodeContext {
+	config: Config;
+	broker: ServiceBroker;
+}
 
-export async function createNode(config: Config): Promise<ServiceBroker> {
-	const broker = new ServiceBroker(brokerOptions(config));
-	const wanted = config.services.length > 0 ? config.services : [...ALL_SERVICES];
-	for (const name of wanted) {
-		if (!(ALL_SERVICES as readonly string[]).includes(name)) throw new Error(`SERVICES: unknown service "${name}" (known: ${ALL_SERVICES.join(", ")})`);
-	}
-	if (wanted.includes("customers")) {
+/**
+ * Every service a node can run, by the name SERVICES uses. One entry per service; a factory gets the config and
+ * broker and returns the schema (dependencies are passed in, never read from globals).
+ */
+const SERVICE_FACTORIES: Record<string, (ctx: NodeContext) => ServiceSchema | Promise<ServiceSchema>> = {
+	customers: ({ config, broker }) => {
 		const store = createActorStore({
 			kind: config.actor.store, dataDir: config.dataDir, redisUrl: config.redisUrl, mongoUrl: config.mongoUrl, journalMax: config.actor.journalMax
 		});
 		const churnScorer = loadChurnScorer(config.churnModel, broker.logger);
-		broker.createService(createCustomersService({ config, store, churnScorer }));
+		return createCustomersService({ config, store, churnScorer });
+	},
+	api: ({ config }) => createApiService(config, [])
+};
+
+export const ALL_SERVICES = Object.keys(SERVICE_FACTORIES);
+
+export async function createNode(config: Config): Promise<ServiceBroker> {
+	const wanted = config.services.length > 0 ? config.services : ALL_SERVICES;
+	for (const name of wanted) {
+		if (!(name in SERVICE_FACTORIES)) throw new Error(`SERVICES: unknown service "${name}" (known: ${ALL_SERVICES.join(", ")})`);
 	}
-	if (wanted.includes("api")) broker.createService(createApiService(config));
+	const broker = new ServiceBroker(brokerOptions(config));
+	for (const name of wanted) broker.createService(await SERVICE_FACTORIES[name]({ config, broker }));
 	return broker;
 }

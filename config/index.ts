@@ -1,5 +1,12 @@
 // The one place that reads the environment: typed settings with documented defaults, validated at start.
 import path from "node:path";
+import { ConfigError, int, num, oneOf, str, url, type Env } from "./env.ts";
+import { loadClusterConfig, type ClusterConfig } from "./cluster.config.ts";
+import { loadIngestConfig, type IngestConfig } from "./ingest.config.ts";
+import { loadSourcesConfig, type SourcesConfig } from "./sources.config.ts";
+import { loadAutomationConfig, type AutomationConfig } from "./automation.config.ts";
+
+export { ConfigError } from "./env.ts";
 
 export type StoreKind = "memory" | "nedb" | "redis" | "mongo";
 
@@ -38,56 +45,10 @@ export interface Config {
 	};
 	/** Path of the churn model artifact; "off" disables the churn factor. */
 	churnModel: string;
-}
-
-export class ConfigError extends Error {
-	override name = "ConfigError";
-}
-
-type Env = Record<string, string | undefined>;
-
-function str(env: Env, name: string): string | undefined {
-	const v = env[name];
-	return v === undefined || v.trim() === "" ? undefined : v.trim();
-}
-
-function int(env: Env, name: string, def: number, min: number, max: number): number {
-	const raw = str(env, name);
-	if (raw === undefined) return def;
-	if (!/^-?\d+$/.test(raw)) throw new ConfigError(`${name} must be an integer, got "${raw}"`);
-	const n = Number(raw);
-	if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
-	return n;
-}
-
-function num(env: Env, name: string, def: number, min: number, max: number): number {
-	const raw = str(env, name);
-	if (raw === undefined) return def;
-	const n = Number(raw);
-	if (!Number.isFinite(n)) throw new ConfigError(`${name} must be a number, got "${raw}"`);
-	if (n < min || n > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${n}`);
-	return n;
-}
-
-function url(env: Env, name: string, protocols: string[]): string | undefined {
-	const raw = str(env, name);
-	if (raw === undefined) return undefined;
-	let parsed: URL;
-	try {
-		parsed = new URL(raw);
-	} catch {
-		throw new ConfigError(`${name} must be a URL, got "${raw}"`);
-	}
-	const proto = parsed.protocol.replace(/:$/, "");
-	if (!protocols.includes(proto)) throw new ConfigError(`${name} must use ${protocols.join(" or ")}://, got "${proto}://"`);
-	return raw;
-}
-
-function oneOf<T extends string>(env: Env, name: string, values: readonly T[], def: T): T {
-	const raw = str(env, name);
-	if (raw === undefined) return def;
-	if (!(values as readonly string[]).includes(raw)) throw new ConfigError(`${name} must be one of ${values.join(", ")}, got "${raw}"`);
-	return raw as T;
+	cluster: ClusterConfig;
+	ingest: IngestConfig;
+	sources: SourcesConfig;
+	automation: AutomationConfig;
 }
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
@@ -144,6 +105,10 @@ export function loadConfig(env: Env = process.env): Config {
 			riskDecayKeep: num(env, "RISK_DECAY_KEEP", 0.5, 0, 1),
 			churnWeight: num(env, "RISK_CHURN_WEIGHT", 30, 0, 100)
 		},
-		churnModel: str(env, "CHURN_MODEL") ?? "ml/models/churn-telco.json"
+		churnModel: str(env, "CHURN_MODEL") ?? "ml/models/churn-telco.json",
+		cluster: loadClusterConfig(env),
+		ingest: loadIngestConfig(env),
+		sources: loadSourcesConfig(env),
+		automation: loadAutomationConfig(env)
 	};
 }
