@@ -119,7 +119,10 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 					);
 					let accepted = 0;
 					let duplicates = 0;
-					for (const list of results) for (const r of list) r.applied ? accepted++ : duplicates++;
+					for (const list of results) for (const r of list) {
+						if (r.applied) accepted++;
+						else duplicates++;
+					}
 					ctx.meta.$statusCode = 202;
 					return { accepted, duplicates };
 				}
