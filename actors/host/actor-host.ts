@@ -320,6 +320,8 @@ export class ActorHost {
 			}
 		} finally {
 			this.flushing = false;
+			// Actors that were busy when the cap was hit can be evicted now that their writes landed.
+			if (this.actors.size > this.opts.maxActiveActors) this.enforceCap();
 			if (this.batch.size > 0) this.scheduleFlush();
 			else if (this.drainWaiters.length > 0) {
 				const waiters = this.drainWaiters;
