@@ -43,9 +43,10 @@ const CHURN_RELEVANT: ReadonlySet<EventType> = new Set<EventType>([
 ]);
 
 export function emptyCustomerState(id: string): CustomerState {
+	// version first: the Redis store's compare-and-set reads it from the head of the stored JSON.
 	return {
-		id,
 		version: 0,
+		id,
 		createdAt: 0,
 		lastActivityAt: 0,
 		profile: {},

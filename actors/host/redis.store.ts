@@ -82,6 +82,8 @@ interface CasSaveCommand {
 /** The state's JSON with "version" first, where the script's CAS check reads it; still plain JSON for load. */
 function stateJson(state: CustomerState): string {
 	if (!Number.isSafeInteger(state.version) || state.version < 0) throw new Error(`customer ${state.id}: version ${state.version} is not a non-negative integer`);
+	const json = JSON.stringify(state);
+	if (json.startsWith('{"version":')) return json;
 	const { version, ...rest } = state;
 	return JSON.stringify({ version, ...rest });
 }

@@ -1,0 +1,223 @@
+// `npm run bench:actor`: the actor host against each store, beside the seed's stateless read-modify-write pattern
+// on the same workload and store; plus memory per active actor, activation from a snapshot and reducer costs.
+// Two workloads with the same number of events: "spread" (many customers, few events each) and "hot" (20× fewer
+// customers with 20× more events each, as click-streams and sessions produce).
+// Usage: node --expose-gc bench/actor.bench.ts [--customers 10000] [--events 10] [--inflight 1000] [--stores memory,nedb,redis]
+import { mkdtemp, rm } from "node:fs/promises";
+import { cpus, tmpdir } from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import Redis from "ioredis";
+import { ActorHost } from "../actors/host/actor-host.ts";
+import type { ActorStore } from "../actors/host/actor-store.ts";
+import { createActorStore } from "../actors/host/store-factory.ts";
+import { emptyCustomerState, reduce } from "../actors/customer.reducer.ts";
+import type { ChurnScorer, ReduceContext } from "../actors/customer-actor.types.ts";
+import type { CloudEvent } from "../models/cloud-event.ts";
+import { eventKey } from "../models/cloud-event.ts";
+import { loadChurnScorer } from "../ml/churn-scorer.ts";
+import { startRedis, type ServerHandle } from "../test/harness.ts";
+
+const { values: args } = parseArgs({
+	options: {
+		customers: { type: "string", default: "10000" },
+		events: { type: "string", default: "10" },
+		inflight: { type: "string", default: "1000" },
+		stores: { type: "string", default: process.env.MONGO_URL ? "memory,nedb,redis,mongo" : "memory,nedb,redis" },
+		fsync: { type: "string", default: "everysec" }
+	}
+});
+const CUSTOMERS = Number(args.customers);
+const EVENTS = Number(args.events);
+const WORKLOADS = [
+	{ name: "spread", customers: CUSTOMERS, events: EVENTS },
+	{ name: "hot", customers: Math.max(1, Math.round(CUSTOMERS / 20)), events: EVENTS * 20 }
+];
+const INFLIGHT = Number(args.inflight);
+
+const churnScorer: ChurnScorer | null = loadChurnScorer("ml/models/churn-telco.json");
+const settings = { risk: { decayAfterMs: 30 * 24 * 3600_000, decayKeep: 0.5, churnWeight: 30 }, dedupWindow: 64 };
+const ctxWith = (scorer: ChurnScorer | null) => (now: number): ReduceContext => ({ now, ...settings, churnScorer: scorer ?? undefined });
+
+const PROFILE = { contract: "Month-to-month", tenureMonths: 5, monthlyCharges: 80.5, totalCharges: 402.5, internetService: "Fiber optic", paymentMethod: "Electronic check", paperlessBilling: true, seniorCitizen: false, partner: false, dependents: false, phoneService: true, multipleLines: "No", onlineSecurity: "No", onlineBackup: "No", deviceProtection: "No", techSupport: "No", streamingTV: "Yes", streamingMovies: "No", gender: "Female" };
+
+/** A realistic mix: mostly page views and interactions, some orders, cancellations, payments and tickets. */
+function workload(customers: number, perCustomer: number): CloudEvent[][] {
+	const all: CloudEvent[][] = [];
+	const t0 = Date.UTC(2026, 5, 1);
+	for (let c = 0; c < customers; c++) {
+		const id = `bench-${c}`;
+		const list: CloudEvent[] = [];
+		for (let k = 0; k < perCustomer; k++) {
+			const r = (c * 31 + k * 17) % 20;
+			const base = { specversion: "1.0" as const, id: `${id}-${k}`, source: "/bench", subject: id, time: new Date(t0 + c * 1000 + k).toISOString() };
+			let e: CloudEvent;
+			if (k === 0) e = { ...base, type: "crm.customer.updated", data: { profile: { ...PROFILE, name: `Customer ${c}` } } };
+			else if (r < 9) e = { ...base, type: "crm.page.viewed", data: { url: `/products/${r}` } };
+			else if (r < 13) e = { ...base, type: "crm.interaction.logged", data: { interactionId: `i-${k}`, channel: "email", sentiment: (r - 11) / 2 } };
+			else if (r < 16) e = { ...base, type: "crm.order.status_changed", data: { orderId: `o-${k}`, newStatus: "PAID", amount: 40 } };
+			else if (r < 18) e = { ...base, type: "crm.order.status_changed", data: { orderId: `o-${k - 1}`, newStatus: "CANCELLED" } };
+			else if (r < 19) e = { ...base, type: "crm.payment.failed", data: { paymentId: `p-${k}`, amount: 40 } };
+			else e = { ...base, type: "crm.ticket.opened", data: { ticketId: `t-${k}`, priority: "HIGH", category: "TECHNICAL" } };
+			list.push(e);
+		}
+		all.push(list);
+	}
+	return all;
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+	return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+}
+
+interface RunResult { eventsPerSec: number; p50Ms: number; p99Ms: number }
+
+/** Runs `send` over every event with at most `inflight` outstanding; a customer's events go in order. */
+async function drive(events: CloudEvent[][], inflight: number, send: (e: CloudEvent) => Promise<unknown>, perCustomerSequential: boolean): Promise<RunResult> {
+	const total = events.reduce((n, l) => n + l.length, 0);
+	const latencies = new Float64Array(total);
+	let done = 0;
+	const start = performance.now();
+	if (perCustomerSequential) {
+		// One chain per customer, `inflight` chains at a time.
+		let next = 0;
+		const worker = async () => {
+			while (next < events.length) {
+				const list = events[next++];
+				for (const e of list) {
+					const t = performance.now();
+					await send(e);
+					latencies[done++] = performance.now() - t;
+				}
+			}
+		};
+		await Promise.all(Array.from({ length: Math.min(inflight, events.length) }, worker));
+	} else {
+		// Round-robin over customers so consecutive sends hit different actors; the mailbox keeps each customer's order.
+		const order: CloudEvent[] = [];
+		const longest = Math.max(...events.map(l => l.length));
+		for (let k = 0; k < longest; k++) for (const list of events) if (list[k]) order.push(list[k]);
+		let next = 0;
+		const worker = async () => {
+			while (next < order.length) {
+				const e = order[next++];
+				const t = performance.now();
+				await send(e);
+				latencies[done++] = performance.now() - t;
+			}
+		};
+		await Promise.all(Array.from({ length: inflight }, worker));
+	}
+	const secs = (performance.now() - start) / 1000;
+	latencies.sort();
+	return { eventsPerSec: total / secs, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99) };
+}
+
+async function makeStore(kind: string, redisUrl: string, dir: string): Promise<ActorStore> {
+	const store = createActorStore({ kind: kind as "memory", dataDir: dir, redisUrl, mongoUrl: process.env.MONGO_URL, journalMax: 1000 });
+	await store.connect();
+	return store;
+}
+
+async function flushStore(kind: string, redisUrl: string): Promise<void> {
+	if (kind === "redis") {
+		const r = new Redis(redisUrl);
+		await r.flushall();
+		r.disconnect();
+	}
+}
+
+function heapUsed(): number {
+	const gc = (globalThis as { gc?: () => void }).gc;
+	if (gc) { gc(); gc(); }
+	return process.memoryUsage().heapUsed;
+}
+
+function reducerCost(events: CloudEvent[][], scorer: ChurnScorer | null): number {
+	const ctx = ctxWith(scorer)(Date.now());
+	const start = performance.now();
+	let n = 0;
+	for (const list of events) {
+		let s = emptyCustomerState(list[0].subject);
+		for (const e of list) { s = reduce(s, { kind: "event", event: e }, ctx).state; n++; }
+	}
+	return ((performance.now() - start) * 1000) / n;
+}
+
+async function main(): Promise<void> {
+	const kinds = String(args.stores).split(",");
+	let redis: ServerHandle | null = null;
+	if (kinds.includes("redis")) {
+		redis = await startRedis();
+		const r = new Redis(redis.url);
+		await r.config("SET", "appendfsync", String(args.fsync));
+		r.disconnect();
+	}
+	const redisUrl = redis?.url ?? "";
+	console.log(`crm-actors actor benchmark — ${cpus().length} cores, node ${process.version}, ${CUSTOMERS * EVENTS} events per run, ${INFLIGHT} in flight, redis appendfsync ${args.fsync}`);
+	const spread = workload(CUSTOMERS, EVENTS);
+	console.log(`reducer alone: ${reducerCost(spread, null).toFixed(2)} µs/event without the churn model, ${reducerCost(spread, churnScorer).toFixed(2)} µs/event with it (scored on relevant events only)`);
+	const rows: string[][] = [];
+	for (const wl of WORKLOADS) for (const kind of kinds) {
+		const events = workload(wl.customers, wl.events);
+		const dir = await mkdtemp(path.join(tmpdir(), `crm-bench-${kind}-`));
+		try {
+			// 1. Actors: mailbox + group commit.
+			await flushStore(kind, redisUrl);
+			let store = await makeStore(kind, redisUrl, dir);
+			const host = new ActorHost({
+				store, reduceContext: ctxWith(churnScorer), idleTimeoutMs: 3600_000, maxActiveActors: 10_000_000,
+				commitMaxBatch: 1000, commitIntervalMs: 0, reminderPollMs: 3600_000
+			});
+			const actor = await drive(events, INFLIGHT, e => host.tell(e.subject, { kind: "event", event: e }), false);
+			// Memory per active actor: heap with every actor active minus heap with all passivated.
+			const active = host.stats.active;
+			host.compactIdle();
+			const heapActive = heapUsed();
+			for (const id of host.activeIds()) host.passivate(id);
+			const heapIdle = heapUsed();
+			const bytesPerActor = (heapActive - heapIdle) / active;
+			// Activation from the store (snapshot): load every customer again.
+			const ids = events.map(l => l[0].subject);
+			const act = await drive(ids.map(id => [{ subject: id } as CloudEvent]), INFLIGHT, e => host.get(e.subject), false);
+			await host.stop();
+			await store.close();
+
+			// 2. The seed's stateless pattern on the same store: per event read, apply, write back (CAS), awaited.
+			await flushStore(kind, redisUrl);
+			await rm(dir, { recursive: true, force: true });
+			store = await makeStore(kind, redisUrl, dir);
+			const ctx = ctxWith(churnScorer);
+			const stateless = await drive(events, INFLIGHT, async e => {
+				const before = (await store.load(e.subject)) ?? emptyCustomerState(e.subject);
+				const now = Date.now();
+				const out = reduce(before, { kind: "event", event: e }, ctx(now));
+				if (!out.applied) return;
+				const [res] = await store.saveBatch([{ id: e.subject, expectedVersion: before.version, state: out.state, journal: [{ customerId: e.subject, version: out.state.version, key: eventKey(e), appliedAt: now, riskScore: out.state.risk.score, event: e }] }]);
+				if (!res.ok) throw new Error("unexpected conflict in the stateless run");
+			}, true);
+			await store.close();
+			rows.push([
+				`${wl.name} ${wl.customers}×${wl.events}`, kind, fmt(actor.eventsPerSec), fmt2(actor.p50Ms), fmt2(actor.p99Ms), fmt(stateless.eventsPerSec), fmt2(stateless.p50Ms), fmt2(stateless.p99Ms),
+				`${(actor.eventsPerSec / stateless.eventsPerSec).toFixed(1)}×`, fmt(bytesPerActor), fmt(act.eventsPerSec), fmt2(act.p50Ms)
+			]);
+		} finally {
+			await rm(dir, { recursive: true, force: true });
+		}
+	}
+	await redis?.stop();
+	const header = ["workload", "store", "actor ev/s", "p50 ms", "p99 ms", "stateless ev/s", "p50 ms", "p99 ms", "ratio", "B/actor", "activations/s", "act p50 ms"];
+	const widths = header.map((h, i) => Math.max(h.length, ...rows.map(r => r[i].length)));
+	const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i])).join("  ");
+	console.log(line(header));
+	for (const r of rows) console.log(line(r));
+	console.log("latency = from tell/request to persisted; B/actor = heap of active actors / count (run with --expose-gc for a clean number)");
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+const fmt2 = (n: number) => n.toFixed(2);
+
+main().catch(err => {
+	console.error(err);
+	process.exit(1);
+});
