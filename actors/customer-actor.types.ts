@@ -1,6 +1,7 @@
 // Messages, effects and context of the customer actor's pure reducer (actors/customer.reducer.ts).
 import type { CloudEvent } from "../models/cloud-event.ts";
 import type { CustomerState } from "../models/customer-state.ts";
+import type { InteractionLoggedData } from "../models/event-data.schemas.ts";
 
 export type CustomerMessage =
 	| { kind: "event"; event: CloudEvent }
@@ -16,9 +17,19 @@ export interface RiskChanged {
 	cause: string;
 }
 
+/** An applied (not duplicate) interaction, for services that follow the customer's mood (e.g. opportunities). */
+export type InteractionLogged = InteractionLoggedData & {
+	customerId: string;
+	/** Event time as an ISO string. */
+	time: string;
+	/** Dedup key of the event (source/id). */
+	cause: string;
+};
+
 export type Effect =
 	| { type: "customer.risk.changed"; payload: RiskChanged }
-	| { type: "customer.created"; payload: { customerId: string } };
+	| { type: "customer.created"; payload: { customerId: string } }
+	| { type: "customer.interaction.logged"; payload: InteractionLogged };
 
 /** Scores a state with the churn model: probability 0–1. Pure and synchronous (runs inside the actor's turn). */
 export type ChurnScorer = (state: CustomerState) => number;

@@ -97,6 +97,7 @@ function reduceEvent(state: CustomerState, event: CloudEvent, ctx: ReduceContext
 	// Events arrive validated (models/event-data.schemas.ts), so the payload casts below are safe.
 	const data = event.data;
 	let factors = state.risk.factors;
+	let interaction: InteractionLoggedData | undefined;
 	switch (event.type) {
 		case "crm.customer.updated":
 			applyProfile(next, (data as unknown as CustomerUpdatedData).profile, time);
@@ -109,7 +110,8 @@ function reduceEvent(state: CustomerState, event: CloudEvent, ctx: ReduceContext
 			factors = applyRiskRules(factors, event.type, data);
 			break;
 		case "crm.interaction.logged": {
-			const sentiment = (data as unknown as InteractionLoggedData).sentiment;
+			interaction = data as unknown as InteractionLoggedData;
+			const sentiment = interaction.sentiment;
 			next.counters = bump(next.counters, "interactions");
 			// An interaction without a sentiment keeps the latest known one: it says nothing new about the mood.
 			if (sentiment !== undefined) {
@@ -148,6 +150,9 @@ function reduceEvent(state: CustomerState, event: CloudEvent, ctx: ReduceContext
 
 	const effects: Effect[] = [];
 	if (state.version === 0) effects.push({ type: "customer.created", payload: { customerId: state.id } });
+	if (interaction) {
+		effects.push({ type: "customer.interaction.logged", payload: { ...interaction, customerId: state.id, time: new Date(time).toISOString(), cause: key } });
+	}
 	if (factors !== state.risk.factors) next.risk = riskChanged(state, factors, key, effects);
 	next.reminders = scheduleDecayAfterActivity(next, ctx);
 	return { state: next, effects, applied: true };

@@ -506,3 +506,15 @@ void describe("churn model", () => {
 		assert.equal(s.risk.score, 8);
 	});
 });
+
+void describe("interaction effect", () => {
+	void it("an applied interaction emits customer.interaction.logged with its data; a duplicate or another event type does not", () => {
+		const talk = ev("crm.interaction.logged", { interactionId: "i7", channel: "email", text: "Very unhappy with the invoice" }, { id: "talk", at: T0 + MIN });
+		const rs = run([ev("crm.page.viewed", { url: "/" }), talk, talk]);
+		const logged = rs.map(r => r.effects.filter(e => e.type === "customer.interaction.logged").map(e => e.payload));
+		assert.deepEqual(logged, [[], [{
+			interactionId: "i7", channel: "email", text: "Very unhappy with the invoice",
+			customerId: "c1", time: new Date(T0 + MIN).toISOString(), cause: "test/talk"
+		}], []]);
+	});
+});
