@@ -1,25 +1,78 @@
 // Broker options built from the config module: transporter, routing strategy, validator, metrics, logging.
+import { readFileSync } from "node:fs";
+import { Discoverers } from "moleculer";
 import type { BrokerOptions } from "moleculer";
+import { credsAuthenticator, nkeyAuthenticator, type ConnectionOptions } from "nats";
 import type { Config } from "./config/index.ts";
+import type { ClusterConfig } from "./config/cluster.config.ts";
 import { RendezvousStrategy } from "./mixins/rendezvous.strategy.ts";
+import { REPL_COMMANDS } from "./bin/repl-commands.ts";
+
+/**
+ * Moleculer checks heartbeat deadlines only once per heartbeat timeout, so a dead node could go unnoticed for
+ * almost two timeouts; checking every `checkMs` bounds detection by the timeout plus about a second.
+ */
+class PromptDiscoverer extends Discoverers.Local {
+	private readonly checkMs: number;
+
+	constructor(opts: { heartbeatInterval: number; heartbeatTimeout: number }, checkMs: number) {
+		super(opts);
+		this.checkMs = checkMs;
+	}
+
+	override startHeartbeatTimers(): void {
+		super.startHeartbeatTimers();
+		if (!this.checkNodesTimer) return;
+		clearInterval(this.checkNodesTimer);
+		this.checkNodesTimer = setInterval(() => this.checkRemoteNodes(), this.checkMs);
+		this.checkNodesTimer.unref();
+	}
+}
+
+/** NATS connection options for the transporter, with the credentials and TLS of the cluster config. */
+export function natsTransporterOptions(transporterUrl: string, cluster: ClusterConfig): ConnectionOptions {
+	const url = new URL(transporterUrl);
+	// Not `url`: Moleculer rebuilds user/pass from it and would overwrite the ones set here.
+	const opts: ConnectionOptions = { servers: [url.host], maxReconnectAttempts: -1, name: "crm-actors transporter" };
+	const auth = cluster.auth;
+	if (auth.kind === "user") Object.assign(opts, { user: auth.user, pass: auth.password });
+	else if (auth.kind === "token") opts.token = auth.token;
+	else if (auth.kind === "creds") opts.authenticator = credsAuthenticator(readFileSync(auth.file));
+	else if (auth.kind === "nkey") opts.authenticator = nkeyAuthenticator(new TextEncoder().encode(readFileSync(auth.seedFile, "utf8").trim()));
+	else if (url.username) Object.assign(opts, { user: decodeURIComponent(url.username), pass: decodeURIComponent(url.password) });
+	if (cluster.tls) {
+		const { caFile, certFile, keyFile, rejectUnauthorized } = cluster.tls;
+		opts.tls = { caFile, certFile, keyFile, ...(rejectUnauthorized ? {} : { rejectUnauthorized: false }) } as ConnectionOptions["tls"];
+	}
+	return opts;
+}
 
 export function brokerOptions(config: Config): BrokerOptions {
+	const cluster = config.cluster;
 	return {
 		namespace: "crm",
 		nodeID: config.nodeId,
-		transporter: (config.transporter ?? null) as BrokerOptions["transporter"],
+		transporter: config.transporter === undefined
+			? null
+			: { type: "NATS", options: natsTransporterOptions(config.transporter, cluster) } as BrokerOptions["transporter"],
 		logger: { type: "Console", options: { level: config.logLevel, formatter: "short", colors: process.stdout.isTTY } },
 		// Our own consistent hashing, and never the local shortcut: a caller hosting customers must still reach the owner.
-		registry: { strategy: RendezvousStrategy, preferLocal: false },
-		// Quick failure detection: a SIGKILLed node's customers must answer elsewhere within seconds.
-		heartbeatInterval: 2,
-		heartbeatTimeout: 6,
+		registry: {
+			strategy: RendezvousStrategy,
+			preferLocal: false,
+			discoverer: new PromptDiscoverer({ heartbeatInterval: cluster.heartbeatIntervalS, heartbeatTimeout: cluster.heartbeatTimeoutS }, cluster.heartbeatCheckMs)
+		},
+		// Quick failure detection: a SIGKILLed node's pending calls are rejected (and retried on the new owner) once
+		// its heartbeats are overdue, so its customers answer elsewhere within seconds (docs/operations.md).
+		heartbeatInterval: cluster.heartbeatIntervalS,
+		heartbeatTimeout: cluster.heartbeatTimeoutS,
 		requestTimeout: 30_000,
 		retryPolicy: { enabled: true, retries: 5, delay: 100, maxDelay: 2000, factor: 2, check: (err: Error) => (err as { retryable?: boolean }).retryable === true },
 		validator: true,
 		metrics: config.metricsPort === undefined
 			? { enabled: false }
 			: { enabled: true, reporter: [{ type: "Prometheus", options: { port: config.metricsPort, path: "/metrics" } }] },
-		tracing: { enabled: false }
+		tracing: { enabled: false },
+		replOptions: { customCommands: REPL_COMMANDS, delimiter: "crm $" }
 	};
 }

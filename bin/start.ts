@@ -22,7 +22,11 @@ async function main(): Promise<void> {
 	process.once("SIGINT", () => void stop("SIGINT"));
 	process.once("SIGTERM", () => void stop("SIGTERM"));
 	await broker.start();
-	if (process.argv.includes("--repl")) await broker.repl();
+	if (process.argv.includes("--repl")) {
+		// The REPL is for an operator at this node's terminal; there is no network REPL.
+		if (process.stdin.isTTY) broker.repl();
+		else broker.logger.warn("--repl ignored: stdin is not a terminal");
+	}
 	if (config.services.length === 0 || config.services.includes("api")) {
 		broker.logger.info(`HTTP API on http://${config.host}:${config.port} (try GET /health/ready)`);
 	}

@@ -11,6 +11,8 @@ import { ShardedActorMixin, type ShardedActorDeps, type ShardedActorSchema, type
 const CUSTOMER_ID = { type: "string", min: 1, max: 128, pattern: /^[A-Za-z0-9][A-Za-z0-9._:@-]*$/ } as const;
 /** How many times a message lost to a version conflict is re-routed before the caller sees the error. */
 const MAX_REROUTES = 5;
+/** Synthetic ids over which `nodeStats` measures each node's share of the key space. */
+const SHARE_SAMPLE = Array.from({ length: 10_000 }, (_, i) => `share-sample-${i}`);
 
 interface HandleParams { customerId: string; event: unknown }
 interface HandleManyParams { customerId: string; events: unknown[] }
@@ -64,6 +66,17 @@ function retryable(err: unknown): err is ActorHostError {
 }
 
 export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
+	// In a cluster another node may have written a customer since this node cached it (membership views disagree
+	// for a moment after a join or crash; the CAS fences writes, not reads), so reads come from the store.
+	const readFromStore = deps.config.transporter !== undefined;
+	async function readState(svc: ShardedActorService, customerId: string): Promise<CustomerState | null> {
+		if (!readFromStore) return svc.host.get(customerId);
+		const stored = await svc.store.load(customerId);
+		const cached = svc.host.peek(customerId);
+		// A cached copy older than the store is stale: drop it so the next message reloads (a busy one loses its CAS anyway).
+		if (stored && cached && cached.version < stored.version) svc.host.passivate(customerId);
+		return stored;
+	}
 	const schema: ShardedActorSchema = {
 		name: "customers",
 		mixins: [ShardedActorMixin(deps) as Partial<ServiceSchema>],
@@ -76,6 +89,8 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 						return await this.host.tell(ctx.params.customerId, { kind: "event", event });
 					} catch (err) {
 						return reroute(ctx, "customers.handle", err);
+					} finally {
+						this.membership.releaseIfNotOwned(ctx.params.customerId);
 					}
 				}
 			},
@@ -87,13 +102,15 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 						return await this.host.tellMany(ctx.params.customerId, events.map(event => ({ kind: "event" as const, event })));
 					} catch (err) {
 						return reroute(ctx, "customers.handleMany", err);
+					} finally {
+						this.membership.releaseIfNotOwned(ctx.params.customerId);
 					}
 				}
 			},
 			get: {
 				params: { customerId: CUSTOMER_ID },
 				async handler(this: ShardedActorService, ctx: Context<{ customerId: string }>): Promise<CustomerView> {
-					const state = await this.host.get(ctx.params.customerId);
+					const state = await readState(this, ctx.params.customerId);
 					if (!state) throw new Errors.MoleculerClientError(`customer ${ctx.params.customerId} not found`, 404, "CUSTOMER_NOT_FOUND", { customerId: ctx.params.customerId });
 					return toCustomerView(state);
 				}
@@ -102,7 +119,7 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 				params: { customerId: CUSTOMER_ID, limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true } },
 				async handler(this: ShardedActorService, ctx: Context<{ customerId: string; limit?: number }>) {
 					const limit = ctx.params.limit ?? 50;
-					const state = await this.host.get(ctx.params.customerId);
+					const state = await readState(this, ctx.params.customerId);
 					if (!state) throw new Errors.MoleculerClientError(`customer ${ctx.params.customerId} not found`, 404, "CUSTOMER_NOT_FOUND", { customerId: ctx.params.customerId });
 					await this.host.drain();
 					const entries = await this.store.journal(ctx.params.customerId, limit);
@@ -125,11 +142,34 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 					return { customerId: ctx.params.customerId, passivated: this.host.passivate(ctx.params.customerId), nodeID: this.broker.nodeID };
 				}
 			},
+			/** For operators (REPL `customer`): the owner's in-memory actor next to the persisted state. */
+			inspect: {
+				visibility: "public",
+				params: { customerId: CUSTOMER_ID },
+				async handler(this: ShardedActorService, ctx: Context<{ customerId: string }>) {
+					const id = ctx.params.customerId;
+					const memory = this.host.peek(id);
+					const persisted = await this.store.load(id);
+					return {
+						nodeID: this.broker.nodeID,
+						ownerInView: this.membership.ownerOf(id) ?? this.broker.nodeID,
+						members: this.membership.nodes,
+						active: this.host.isActive(id),
+						memory: memory ? toCustomerView(memory) : null,
+						persisted: persisted ? toCustomerView(persisted) : null
+					};
+				}
+			},
 			nodeStats: {
 				visibility: "public",
 				handler(this: ShardedActorService) {
 					const mem = process.memoryUsage();
-					return { nodeID: this.broker.nodeID, store: this.store.kind, ...this.host.stats, heapUsedBytes: mem.heapUsed, rssBytes: mem.rss };
+					const owned = SHARE_SAMPLE.reduce((n, id) => n + (this.membership.isOwner(id) ? 1 : 0), 0);
+					return {
+						nodeID: this.broker.nodeID, store: this.store.kind, ...this.host.stats, heapUsedBytes: mem.heapUsed, rssBytes: mem.rss,
+						members: this.membership.nodes, membershipChanges: this.membership.changes, released: this.membership.released,
+						strayActors: this.membership.strayIds().length, ownedShare: owned / SHARE_SAMPLE.length
+					};
 				}
 			}
 		}

@@ -1,0 +1,204 @@
+// Custom commands of the operator REPL (`npm run repl`, `npm run cluster -- --repl`), wired into moleculer.config.ts.
+// Each area adds its commands to REPL_COMMANDS with one import; the cluster's commands are defined here.
+import type { BrokerOptions, ServiceBroker } from "moleculer";
+import { shardMembers } from "../mixins/sharded-actor.mixin.ts";
+import { ownerOf } from "../actors/sharding.ts";
+
+/** What moleculer-repl passes to a command: positional arguments by name, flags under `options`. */
+export interface ReplArgs {
+	options: Record<string, unknown>;
+	[positional: string]: unknown;
+}
+
+/** A command whose output is returned as text (printed by the REPL, asserted by tests). */
+export interface TextCommand {
+	command: string;
+	description: string;
+	options?: Array<{ option: string; description: string }>;
+	run(broker: ServiceBroker, args: ReplArgs): Promise<string>;
+}
+
+/** moleculer-repl's command definition (not exported by name from moleculer's typings). */
+export type ReplCustomCommand = NonNullable<NonNullable<BrokerOptions["replOptions"]>["customCommands"]>[number];
+
+const CUSTOMERS_ACTION = "customers.handle";
+
+/** Plain-text table: columns padded to their widest cell, numbers right-aligned. */
+export function formatTable(rows: Array<Array<string | number>>): string {
+	const widths: number[] = [];
+	for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, String(cell).length)));
+	return rows
+		.map(row => row.map((cell, i) => (typeof cell === "number" ? String(cell).padStart(widths[i]) : cell.padEnd(widths[i]))).join("  ").trimEnd())
+		.join("\n");
+}
+
+function mb(bytes: number): string {
+	return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+}
+
+function pct(share: number): string {
+	return `${(share * 100).toFixed(1)}%`;
+}
+
+function errorText(err: unknown): string {
+	const e = err as { type?: string; message?: string };
+	return `error${e.type ? ` ${e.type}` : ""}: ${e.message ?? String(err)}`;
+}
+
+interface CustomerViewLike {
+	version: number;
+	profile: Record<string, unknown>;
+	counters: Record<string, number>;
+	risk: { score: number; factors: Record<string, number> };
+	churnProbability: number | null;
+	openTicketIds: string[];
+	lastActivityAt: string;
+	reminders: Record<string, string>;
+}
+
+interface InspectResult {
+	nodeID: string;
+	ownerInView: string;
+	members: string[];
+	active: boolean;
+	memory: CustomerViewLike | null;
+	persisted: CustomerViewLike | null;
+}
+
+interface NodeStats {
+	nodeID: string;
+	active: number;
+	activations: number;
+	passivations: number;
+	conflicts: number;
+	applied: number;
+	pendingWrites: number;
+	heapUsedBytes: number;
+	rssBytes: number;
+	members: string[];
+	released: number;
+	strayActors: number;
+	ownedShare: number;
+}
+
+function describeState(s: CustomerViewLike): string[] {
+	const counters = Object.entries(s.counters).filter(([, n]) => n !== 0).map(([k, n]) => `${k}=${n}`).join(" ") || "(none)";
+	const factors = Object.entries(s.risk.factors).map(([k, n]) => `${k} ${n}`).join(", ") || "no factors";
+	return [
+		`  risk       ${s.risk.score} (${factors})${s.churnProbability === null ? "" : `, churn probability ${s.churnProbability.toFixed(3)}`}`,
+		`  counters   ${counters}`,
+		`  profile    ${JSON.stringify(s.profile)}`,
+		`  activity   last ${s.lastActivityAt}; open tickets ${s.openTicketIds.length}; reminders ${JSON.stringify(s.reminders)}`
+	];
+}
+
+const customer: TextCommand = {
+	command: "customer <id>",
+	description: "Live state of a customer from the node that owns it, and which node that is",
+	options: [{ option: "--json", description: "print the whole answer as JSON" }],
+	async run(broker, args) {
+		const id = String(args.id);
+		let r: InspectResult;
+		try {
+			r = await broker.call<InspectResult, { customerId: string }>("customers.inspect", { customerId: id });
+		} catch (err) {
+			return errorText(err);
+		}
+		if (args.options.json) return JSON.stringify(r, null, 2);
+		const lines = [`customer ${id}: answered by ${r.nodeID} (owner in its view: ${r.ownerInView}; members: ${r.members.join(", ")})`];
+		if (r.ownerInView !== r.nodeID) lines.push("  ! views disagree: the answering node does not think it owns this customer (membership is changing)");
+		if (!r.persisted && !r.memory) return `${lines[0]}\n  never seen: nothing stored`;
+		const memVersion = r.memory ? `active in memory at version ${r.memory.version}` : r.active ? "activating" : "not active (passivated: loads from the store on its next message)";
+		lines.push(`  actor      ${memVersion}; persisted version ${r.persisted?.version ?? "none"}`);
+		lines.push(...describeState((r.memory ?? r.persisted) as CustomerViewLike));
+		return lines.join("\n");
+	}
+};
+
+const owner: TextCommand = {
+	command: "owner <id>",
+	description: "Which node owns a customer, as this node's membership view computes it (no call)",
+	async run(broker, args) {
+		const id = String(args.id);
+		const members = shardMembers(broker, CUSTOMERS_ACTION);
+		if (members.length === 0) return "no node hosts the customers service";
+		return `customer ${id} -> ${ownerOf(id, members)} (rendezvous hash over ${members.length} nodes: ${members.join(", ")})`;
+	}
+};
+
+async function statsOfAll(broker: ServiceBroker): Promise<Array<NodeStats | { nodeID: string; error: string }>> {
+	const members = shardMembers(broker, CUSTOMERS_ACTION);
+	return Promise.all(members.map(nodeID =>
+		broker.call<NodeStats, Record<string, never>>("customers.nodeStats", {}, { nodeID, timeout: 5000, retries: 0 })
+			.catch((err: unknown) => ({ nodeID, error: errorText(err) }))
+	));
+}
+
+const shards: TextCommand = {
+	command: "shards",
+	description: "Per node: active actors, owned share of the key space, stray actors, conflicts, memory",
+	async run(broker) {
+		const all = await statsOfAll(broker);
+		if (all.length === 0) return "no node hosts the customers service";
+		const ok = all.filter((s): s is NodeStats => !("error" in s));
+		const totalActive = ok.reduce((n, s) => n + s.active, 0);
+		const rows: Array<Array<string | number>> = [["node", "active", "of active", "owned share", "stray", "pending", "conflicts", "released", "heap", "rss"]];
+		for (const s of all) {
+			if ("error" in s) rows.push([s.nodeID, s.error]);
+			else rows.push([s.nodeID, s.active, pct(totalActive === 0 ? 0 : s.active / totalActive), pct(s.ownedShare), s.strayActors, s.pendingWrites, s.conflicts, s.released, mb(s.heapUsedBytes), mb(s.rssBytes)]);
+		}
+		const views = new Set(ok.map(s => s.members.join(",")));
+		const footer = views.size <= 1
+			? `all ${ok.length} nodes agree on the members; owned share is over 10,000 sample ids (ideal ${pct(1 / Math.max(1, ok.length))})`
+			: "! nodes disagree on the members (a join or failure is being detected): run `members`";
+		return `${formatTable(rows)}\n${footer}`;
+	}
+};
+
+const members: TextCommand = {
+	command: "members",
+	description: "Each node's view of the cluster members that host customers (they should agree)",
+	async run(broker) {
+		const mine = shardMembers(broker, CUSTOMERS_ACTION);
+		const all = await statsOfAll(broker);
+		const rows: Array<Array<string | number>> = [["node", "its view of the members"], [`${broker.nodeID} (this REPL)`, mine.join(", ")]];
+		for (const s of all) rows.push([s.nodeID, "error" in s ? s.error : s.members.join(", ")]);
+		return formatTable(rows);
+	}
+};
+
+const passivate: TextCommand = {
+	command: "passivate <id>",
+	description: "Drop a customer's actor from memory on its owner (state is already persisted; reloads on next message)",
+	options: [{ option: "--everywhere", description: "ask every node, not only the owner (clears stray copies)" }],
+	async run(broker, args) {
+		const id = String(args.id);
+		type Result = { passivated: boolean; nodeID: string };
+		try {
+			const targets = args.options.everywhere ? shardMembers(broker, CUSTOMERS_ACTION) : [undefined];
+			const results = await Promise.all(targets.map(nodeID => broker.call<Result, { customerId: string }>("customers.passivate", { customerId: id }, nodeID ? { nodeID } : {})));
+			return results.map(r => `${r.nodeID}: ${r.passivated ? "passivated" : "not active there, or busy with a write (try again)"}`).join("\n");
+		} catch (err) {
+			return errorText(err);
+		}
+	}
+};
+
+export const CLUSTER_COMMANDS: TextCommand[] = [customer, owner, shards, members, passivate];
+
+/** Adapts a text command to moleculer-repl: it prints what the command returns. */
+export function toReplCommand(cmd: TextCommand): ReplCustomCommand {
+	return {
+		command: cmd.command,
+		description: cmd.description,
+		options: cmd.options,
+		async action(broker, args) {
+			console.log(await cmd.run(broker, args as unknown as ReplArgs));
+		}
+	};
+}
+
+/** Every custom REPL command (moleculer.config.ts `replOptions.customCommands`); add your area's with one import. */
+export const REPL_COMMANDS: ReplCustomCommand[] = [
+	...CLUSTER_COMMANDS.map(toReplCommand)
+];
