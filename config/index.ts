@@ -5,6 +5,7 @@ import { loadClusterConfig, type ClusterConfig } from "./cluster.config.ts";
 import { loadIngestConfig, type IngestConfig } from "./ingest.config.ts";
 import { loadSourcesConfig, type SourcesConfig } from "./sources.config.ts";
 import { loadAutomationConfig, type AutomationConfig } from "./automation.config.ts";
+import { loadEdgeConfig, type EdgeConfig } from "./edge.config.ts";
 
 export { ConfigError } from "./env.ts";
 
@@ -49,6 +50,7 @@ export interface Config {
 	ingest: IngestConfig;
 	sources: SourcesConfig;
 	automation: AutomationConfig;
+	edge: EdgeConfig;
 }
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
@@ -109,6 +111,7 @@ export function loadConfig(env: Env = process.env): Config {
 		cluster: loadClusterConfig(env),
 		ingest: loadIngestConfig(env),
 		sources: loadSourcesConfig(env),
-		automation: loadAutomationConfig(env)
+		automation: loadAutomationConfig(env),
+		edge: loadEdgeConfig(env)
 	};
 }
