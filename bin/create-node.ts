@@ -7,6 +7,8 @@ import { createActorStore } from "../actors/host/store-factory.ts";
 import { createCustomersService } from "../services/customers.service.ts";
 import { createApiService } from "../services/api.service.ts";
 import { loadChurnScorer } from "../ml/churn-scorer.ts";
+import { createOpportunitiesService } from "../services/opportunities.service.ts";
+import { createScoringService } from "../services/scoring.service.ts";
 
 interface NodeContext {
 	config: Config;
@@ -25,7 +27,9 @@ const SERVICE_FACTORIES: Record<string, (ctx: NodeContext) => ServiceSchema | Pr
 		const churnScorer = loadChurnScorer(config.churnModel, broker.logger);
 		return createCustomersService({ config, store, churnScorer });
 	},
-	api: ({ config }) => createApiService(config, [])
+	api: ({ config }) => createApiService(config, []),
+	opportunities: ({ config }) => createOpportunitiesService(config),
+	scoring: ({ config }) => createScoringService(config)
 };
 
 export const ALL_SERVICES = Object.keys(SERVICE_FACTORIES);

@@ -1,0 +1,164 @@
+// scoring: opportunity scoring (ml/opportunity-score.ts) and information about the churn model the actors run.
+// The churn model itself scores in the customer actor's turn (ml/churn-scorer.ts), not here: no network hop per event.
+import { Errors } from "moleculer";
+import type { Context, Service, ServiceSchema } from "moleculer";
+import type { Config } from "../config/index.ts";
+import { loadChurnModel, type ChurnModel, type ChurnModelArtifact } from "../ml/model.ts";
+import { OPPORTUNITY_STAGES, scoreOpportunity, type OpportunityFactors, type OpportunityStage } from "../ml/opportunity-score.ts";
+import type { Opportunity } from "./opportunities.service.ts";
+
+/** Result of `scoring.opportunity`: stable, the `crm-score-opportunity` external task relies on it (docs/scoring.md). */
+export interface OpportunityScoreResult {
+	/** The scored opportunity's id; null for an inline opportunity without one. */
+	opportunityId: string | null;
+	/** 0–100. */
+	score: number;
+	/** 0–1, the score as a likelihood (heuristic, not calibrated). */
+	probability: number;
+	/** Points per factor; they add up to the score before clamping to 0–100. */
+	factors: OpportunityFactors;
+	/** When it was computed (ISO); age and activity depend on it. */
+	scoredAt: string;
+}
+
+/** An opportunity passed inline, e.g. from a workflow's variables; an entity from `opportunities` fits as it is. */
+export interface InlineOpportunity {
+	id?: string;
+	stage: OpportunityStage;
+	amount: number;
+	createdAt: string;
+	lastActivityAt?: string;
+	sentiment?: number | null;
+}
+
+export interface OpportunityScoreParams {
+	opportunityId?: string;
+	opportunity?: InlineOpportunity;
+}
+
+export type ModelInfo =
+	| { enabled: false; reason: string }
+	| {
+		enabled: true;
+		path: string;
+		name: string;
+		description: string | null;
+		format: string;
+		version: number;
+		trainedAt: string;
+		data: { path: string; sha256: string; rows: number };
+		/** Profile fields the model reads, with the CSV column each was trained from. */
+		features: { field: string; column: string; type: string }[];
+		/** Network inputs after encoding (one-hot levels, missing indicators). */
+		inputs: string[];
+		threshold: number;
+		thresholdRule: string;
+		metrics: ChurnModelArtifact["metrics"];
+		training: ChurnModelArtifact["training"];
+		/** Points of the risk factor `churn.model` at probability 1 (RISK_CHURN_WEIGHT). */
+		churnWeight: number;
+	};
+
+interface RestParams<B = unknown, Q = Record<string, unknown>, P = Record<string, string>> { body: B; query: Q; params: P }
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+const OPPORTUNITY_ID = { type: "string", min: 1, max: 64 } as const;
+const INLINE_OPPORTUNITY = {
+	type: "object",
+	props: {
+		id: { type: "string", min: 1, max: 64, optional: true },
+		stage: { type: "enum", values: [...OPPORTUNITY_STAGES] },
+		amount: { type: "number", min: 0, max: 1e12 },
+		createdAt: { type: "string", pattern: RFC3339 },
+		lastActivityAt: { type: "string", pattern: RFC3339, optional: true },
+		sentiment: { type: "number", min: -1, max: 1, optional: true, nullable: true }
+	}
+} as const;
+
+export function modelInfoOf(model: ChurnModel, churnWeight: number): ModelInfo {
+	const a = model.artifact;
+	return {
+		enabled: true,
+		path: model.source,
+		name: a.mapping.name,
+		description: a.mapping.description ?? null,
+		format: a.format,
+		version: a.version,
+		trainedAt: a.createdAt,
+		data: { path: a.dataPath, sha256: a.dataSha256, rows: a.rows },
+		features: a.mapping.features.map(f => ({ field: f.field, column: f.column, type: f.type })),
+		inputs: a.featureSpec.names,
+		threshold: a.threshold,
+		thresholdRule: a.thresholdRule,
+		metrics: a.metrics,
+		training: a.training,
+		churnWeight
+	};
+}
+
+function parseTime(value: string, field: string): number {
+	const ms = Date.parse(value);
+	if (!Number.isFinite(ms)) throw new Errors.ValidationError(`'${field}' is not a valid date-time`, "VALIDATION_ERROR", [{ field, message: "not a valid date-time" }]);
+	return ms;
+}
+
+/**
+ * Loads the churn artifact named by CHURN_MODEL at creation, like the customers service does: a missing or
+ * incompatible file fails the node's start with the loader's message, so model information is never made up.
+ */
+export function createScoringService(config: Config, now: () => number = Date.now): ServiceSchema {
+	const info: ModelInfo = config.churnModel === "off"
+		? { enabled: false, reason: "CHURN_MODEL=off: the churn.model risk factor is disabled" }
+		: modelInfoOf(loadChurnModel(config.churnModel), config.actor.churnWeight);
+	return {
+		name: "scoring",
+		settings: { rest: "/" },
+		actions: {
+			/** `{ opportunityId }` or `{ opportunity }` (exactly one) → OpportunityScoreResult. */
+			opportunity: {
+				visibility: "public",
+				params: {
+					opportunityId: { ...OPPORTUNITY_ID, optional: true },
+					opportunity: { ...INLINE_OPPORTUNITY, optional: true },
+					$$strict: true
+				},
+				async handler(this: Service, ctx: Context<OpportunityScoreParams>): Promise<OpportunityScoreResult> {
+					const { opportunityId, opportunity } = ctx.params;
+					if ((opportunityId === undefined) === (opportunity === undefined)) {
+						throw new Errors.ValidationError("give exactly one of 'opportunityId' and 'opportunity'", "VALIDATION_ERROR", [{ field: "opportunityId", message: "exactly one of opportunityId and opportunity" }]);
+					}
+					let o: InlineOpportunity;
+					if (opportunityId !== undefined) {
+						o = await ctx.call<Opportunity, { id: string }>("opportunities.get", { id: opportunityId });
+					} else {
+						o = opportunity!;
+					}
+					const createdAt = parseTime(o.createdAt, "createdAt");
+					const at = now();
+					const result = scoreOpportunity({
+						stage: o.stage,
+						amount: o.amount,
+						createdAt,
+						lastActivityAt: o.lastActivityAt === undefined ? createdAt : parseTime(o.lastActivityAt, "lastActivityAt"),
+						sentiment: o.sentiment ?? null
+					}, at);
+					return { opportunityId: opportunityId ?? o.id ?? null, ...result, scoredAt: new Date(at).toISOString() };
+				}
+			},
+			scoreOpportunity: {
+				rest: "POST /opportunities/:id/score",
+				params: { params: { type: "object", props: { id: OPPORTUNITY_ID } } },
+				handler(this: Service, ctx: Context<RestParams<unknown, unknown, { id: string }>>): Promise<OpportunityScoreResult> {
+					return ctx.call("scoring.opportunity", { opportunityId: ctx.params.params.id });
+				}
+			},
+			/** The churn model's metadata: feature list, metrics, training date, data hash, threshold. */
+			modelInfo: {
+				rest: "GET /scoring/model",
+				handler(): ModelInfo {
+					return info;
+				}
+			}
+		}
+	};
+}
