@@ -40,12 +40,23 @@ export interface ActorHostOptions {
 	commitMaxBatch: number;
 	commitIntervalMs: number;
 	reminderPollMs: number;
-	/** Called after a write is persisted, with the effects of the messages it carried, in order. */
-	onEffects?: (effects: Effect[]) => void;
+	/**
+	 * Called after a write is persisted, with the effects of the messages it carried, in order, and for each effect
+	 * the `origin` its message was told with (e.g. the caller's context, so a trace continues through the effect).
+	 */
+	onEffects?: (effects: Effect[], origins: unknown[]) => void;
 	/** Whether this node currently owns a customer (cluster); reminders of other owners are left to them. */
 	isOwner?: (customerId: string) => boolean;
 	onError?: (message: string, err: unknown) => void;
 	now?: () => number;
+}
+
+/** Timings for metrics, set by whoever collects them; the host stays free of any metrics library. */
+export interface ActorHostObserver {
+	/** One message went through the reducer in `ms`. */
+	onApply?(ms: number): void;
+	/** One group commit of `batchSize` writes took `ms` in the store; `ok` is false when the store call failed. */
+	onCommit?(batchSize: number, ms: number, ok: boolean): void;
 }
 
 interface Waiter {
@@ -60,11 +71,14 @@ interface BatchEntry {
 	state: CustomerState;
 	journal: JournalEntry[];
 	effects: Effect[];
+	/** The origin of the message that produced each effect (same index). */
+	origins: unknown[];
 	waiters: Waiter[];
 }
 
 interface Queued {
 	msg: CustomerMessage;
+	origin: unknown;
 	resolve: (r: HandleResult) => void;
 	reject: (e: Error) => void;
 }
@@ -118,6 +132,8 @@ export class ActorHost {
 		active: 0, activations: 0, passivations: 0, applied: 0, duplicates: 0, conflicts: 0, commits: 0,
 		committedWrites: 0, remindersDelivered: 0, pendingWrites: 0
 	};
+	/** Optional timing callbacks (metrics); null costs nothing. */
+	observer: ActorHostObserver | null = null;
 
 	constructor(opts: ActorHostOptions) {
 		this.opts = opts;
@@ -153,19 +169,22 @@ export class ActorHost {
 		return new Promise(resolve => this.drainWaiters.push(resolve));
 	}
 
-	/** Applies one message to a customer's actor, in arrival order; resolves once its change is persisted. */
-	tell(customerId: string, msg: CustomerMessage): Promise<HandleResult> {
+	/**
+	 * Applies one message to a customer's actor, in arrival order; resolves once its change is persisted.
+	 * `origin` is opaque to the host: it is handed back with the message's effects (see `onEffects`).
+	 */
+	tell(customerId: string, msg: CustomerMessage, origin?: unknown): Promise<HandleResult> {
 		if (this.stopped) return Promise.reject(new ActorHostError("host stopped", "HOST_STOPPED"));
 		const actor = this.touch(customerId);
 		if (actor.state === null) {
-			return new Promise((resolve, reject) => actor.waiting.push({ msg, resolve, reject }));
+			return new Promise((resolve, reject) => actor.waiting.push({ msg, origin, resolve, reject }));
 		}
-		return new Promise((resolve, reject) => this.apply(actor, msg, resolve, reject));
+		return new Promise((resolve, reject) => this.apply(actor, msg, origin, resolve, reject));
 	}
 
 	/** Applies several messages for one customer in order; resolves when all are persisted. */
-	tellMany(customerId: string, msgs: CustomerMessage[]): Promise<HandleResult[]> {
-		return Promise.all(msgs.map(m => this.tell(customerId, m)));
+	tellMany(customerId: string, msgs: CustomerMessage[], origin?: unknown): Promise<HandleResult[]> {
+		return Promise.all(msgs.map(m => this.tell(customerId, m, origin)));
 	}
 
 	/** The persisted state of a customer, activating it; null for a customer never seen. */
@@ -251,12 +270,14 @@ export class ActorHost {
 		actor.committed = stored;
 		const waiting = actor.waiting;
 		actor.waiting = [];
-		for (const q of waiting) this.apply(actor, q.msg, q.resolve, q.reject);
+		for (const q of waiting) this.apply(actor, q.msg, q.origin, q.resolve, q.reject);
 	}
 
-	private apply(actor: Actor, msg: CustomerMessage, resolve: (r: HandleResult) => void, reject: (e: Error) => void): void {
+	private apply(actor: Actor, msg: CustomerMessage, origin: unknown, resolve: (r: HandleResult) => void, reject: (e: Error) => void): void {
 		const before = actor.state as CustomerState;
 		const now = this.now();
+		const observer = this.observer;
+		const t0 = observer?.onApply ? performance.now() : 0;
 		let result;
 		try {
 			result = reduce(before, msg, this.opts.reduceContext(now));
@@ -264,6 +285,7 @@ export class ActorHost {
 			reject(err instanceof Error ? err : new Error(String(err)));
 			return;
 		}
+		if (observer?.onApply) observer.onApply(performance.now() - t0);
 		const state = result.state;
 		if (!result.applied || state === before) {
 			if (result.applied) this.stats.applied++;
@@ -278,7 +300,7 @@ export class ActorHost {
 		actor.state = state;
 		let entry = this.batch.get(actor.id);
 		if (!entry || entry.actor !== actor) {
-			entry = { actor, expectedVersion: before.version, state, journal: [], effects: [], waiters: [] };
+			entry = { actor, expectedVersion: before.version, state, journal: [], effects: [], origins: [], waiters: [] };
 			this.batch.set(actor.id, entry);
 			this.stats.pendingWrites = this.batch.size;
 		}
@@ -290,7 +312,10 @@ export class ActorHost {
 				riskScore: state.risk.score, event: msg.event
 			});
 		}
-		for (const e of result.effects) entry.effects.push(e);
+		for (const e of result.effects) {
+			entry.effects.push(e);
+			entry.origins.push(origin);
+		}
 		entry.waiters.push({ resolve, reject, result: { applied: true, version: state.version, riskScore: state.risk.score } });
 		this.scheduleFlush();
 	}
@@ -321,8 +346,10 @@ export class ActorHost {
 		this.inflightBatches++;
 		if (this.batch.size > 0) this.scheduleFlush();
 		const writes: ActorWrite[] = entries.map(e => ({ id: e.actor.id, expectedVersion: e.expectedVersion, state: e.state, journal: e.journal }));
+		const t0 = performance.now();
 		try {
 			const results = await this.opts.store.saveBatch(writes);
+			this.observer?.onCommit?.(writes.length, performance.now() - t0, true);
 			this.stats.commits++;
 			for (let i = 0; i < entries.length; i++) {
 				const entry = entries[i];
@@ -340,6 +367,7 @@ export class ActorHost {
 			}
 		} catch (err) {
 			// The store may have applied part of the batch: drop the actors so the next message reloads the truth.
+			this.observer?.onCommit?.(writes.length, performance.now() - t0, false);
 			this.opts.onError?.("group commit failed", err);
 			for (const entry of entries) {
 				entry.actor.inflight = null;
@@ -366,7 +394,7 @@ export class ActorHost {
 		this.uncompacted.add(actor);
 		if (entry.effects.length > 0 && this.opts.onEffects) {
 			try {
-				this.opts.onEffects(entry.effects);
+				this.opts.onEffects(entry.effects, entry.origins);
 			} catch (err) {
 				this.opts.onError?.("effect handler failed", err);
 			}
