@@ -2,11 +2,12 @@
 // randomness; never mutates its input (unchanged parts are shared), so replaying a journal rebuilds the same state.
 import { eventKey } from "../models/cloud-event.ts";
 import type { CloudEvent, EventType } from "../models/cloud-event.ts";
-import type { CustomerCounters, CustomerState, ProfileValue } from "../models/customer-state.ts";
+import type { CustomerCounters, CustomerState, MarketSummary, ProfileValue } from "../models/customer-state.ts";
 import type {
 	CustomerUpdatedData,
 	DeviceTelemetryData,
 	InteractionLoggedData,
+	MarketSignalData,
 	OrderStatusChangedData,
 	TicketOpenedData,
 	TicketResolvedData
@@ -134,6 +135,9 @@ function reduceEvent(state: CustomerState, event: CloudEvent, ctx: ReduceContext
 			break;
 		case "crm.page.viewed":
 			next.counters = bump(next.counters, "pageViews");
+			break;
+		case "crm.market.signal":
+			next.market = marketSummary(state.market, data as unknown as MarketSignalData, time);
 			break;
 	}
 
@@ -343,4 +347,12 @@ function applyTelemetry(next: CustomerState, metrics: Record<string, number>): v
 	}
 	next.telemetry = telemetry;
 	next.counters = bump(next.counters, "telemetryReadings");
+}
+
+/** Counts the signal; the latest one by event time is kept (a late-arriving older observation only counts). */
+function marketSummary(previous: MarketSummary | undefined, data: MarketSignalData, time: number): MarketSummary {
+	const latest = { competitor: data.competitor, product: data.product, price: data.price, currency: data.currency };
+	if (previous === undefined) return { signals: 1, lastSignalAt: time, latest };
+	if (time < previous.lastSignalAt) return { ...previous, signals: previous.signals + 1 };
+	return { signals: previous.signals + 1, lastSignalAt: time, latest };
 }

@@ -8,7 +8,8 @@ export const EVENT_TYPES = [
 	"crm.ticket.opened",
 	"crm.ticket.resolved",
 	"crm.device.telemetry",
-	"crm.page.viewed"
+	"crm.page.viewed",
+	"crm.market.signal"
 ] as const;
 
 export type EventType = (typeof EVENT_TYPES)[number];

@@ -9,6 +9,14 @@ export interface RiskState {
 	factors: Record<string, number>;
 }
 
+/** The latest competitor price observation (by event time) and how many were applied: compact by design. */
+export interface MarketSummary {
+	signals: number;
+	/** Event time (ms) of the latest signal. */
+	lastSignalAt: number;
+	latest: { competitor: string; product: string; price: number; currency: string };
+}
+
 export interface CustomerCounters {
 	orders: number;
 	cancelledOrders: number;
@@ -48,4 +56,6 @@ export interface CustomerState {
 	recentEventKeys: number[];
 	/** Named reminders and when they are due (ms since epoch). */
 	reminders: Record<string, number>;
+	/** Market signals seen for this customer; absent before the first (and in states saved before they existed). */
+	market?: MarketSummary;
 }

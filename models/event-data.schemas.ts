@@ -214,6 +214,15 @@ const SCHEMAS = {
 		url: required(str(1, 2048)),
 		sessionId: optional(id128),
 		referrer: optional(str(0, 2048))
+	}),
+	// A scraped competitor price observation relevant to the customer (its segment, its products).
+	"crm.market.signal": object({
+		competitor: required(str(1, 128)),
+		product: required(str(1, 128)),
+		price: required(num(0, Infinity, "must be a finite number >= 0")),
+		currency: required(currency),
+		segment: optional(str(1, 64)),
+		url: optional(str(1, 2048))
 	})
 } satisfies Record<EventType, DataValidator<unknown>>;
 
@@ -230,6 +239,7 @@ export type TicketOpenedData = EventDataMap["crm.ticket.opened"];
 export type TicketResolvedData = EventDataMap["crm.ticket.resolved"];
 export type DeviceTelemetryData = EventDataMap["crm.device.telemetry"];
 export type PageViewedData = EventDataMap["crm.page.viewed"];
+export type MarketSignalData = EventDataMap["crm.market.signal"];
 
 /** A validated event whose `data` type follows from its `type`: narrow with `if (e.type === "crm.…")`. */
 export type KnownCloudEvent = { [T in EventType]: CloudEvent<T, EventDataMap[T]> }[EventType];

@@ -17,7 +17,8 @@ const DATA: Record<EventType, Record<string, unknown>> = {
 	"crm.ticket.opened": { ticketId: "t-1", priority: "CRITICAL", category: "network" },
 	"crm.ticket.resolved": { ticketId: "t-1" },
 	"crm.device.telemetry": { deviceId: "modem-1", metrics: { rssi: -67, uptimeS: 86400 } },
-	"crm.page.viewed": { url: "/pricing", sessionId: "sess-9" }
+	"crm.page.viewed": { url: "/pricing", sessionId: "sess-9" },
+	"crm.market.signal": { competitor: "Acme", product: "fibre-100", price: 29.99, currency: "EUR" }
 };
 
 function event(overrides: Record<string, unknown> = {}): Record<string, unknown> {

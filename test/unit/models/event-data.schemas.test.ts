@@ -19,7 +19,8 @@ const VALID: { [T in EventType]: EventDataMap[T] } = {
 	"crm.ticket.opened": { ticketId: "t-1", priority: "HIGH", category: "billing", subject: "Double charge" },
 	"crm.ticket.resolved": { ticketId: "t-1" },
 	"crm.device.telemetry": { deviceId: "router-7", metrics: { latencyMs: 42, packetLoss: 0.01, temperature: -3 } },
-	"crm.page.viewed": { url: "https://shop.example.com/cancel", sessionId: "s-1", referrer: "" }
+	"crm.page.viewed": { url: "https://shop.example.com/cancel", sessionId: "s-1", referrer: "" },
+	"crm.market.signal": { competitor: "Acme Telecom", product: "fibre-500", price: 39.5, currency: "EUR", segment: "consumer", url: "https://acme.example/fibre" }
 };
 
 function keys(n: number, value: (i: number) => unknown): Record<string, unknown> {
