@@ -6,6 +6,7 @@ import { loadIngestConfig, type IngestConfig } from "./ingest.config.ts";
 import { loadSourcesConfig, type SourcesConfig } from "./sources.config.ts";
 import { loadAutomationConfig, type AutomationConfig } from "./automation.config.ts";
 import { loadEdgeConfig, type EdgeConfig } from "./edge.config.ts";
+import { loadObservabilityConfig, type ObservabilityConfig } from "./observability.config.ts";
 
 export { ConfigError } from "./env.ts";
 
@@ -51,6 +52,7 @@ export interface Config {
 	sources: SourcesConfig;
 	automation: AutomationConfig;
 	edge: EdgeConfig;
+	observability: ObservabilityConfig;
 }
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
@@ -112,6 +114,7 @@ export function loadConfig(env: Env = process.env): Config {
 		ingest: loadIngestConfig(env),
 		sources: loadSourcesConfig(env),
 		automation: loadAutomationConfig(env),
-		edge: loadEdgeConfig(env)
+		edge: loadEdgeConfig(env),
+		observability: loadObservabilityConfig(env)
 	};
 }
