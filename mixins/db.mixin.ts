@@ -11,7 +11,8 @@ import type { Config } from "../config/index.ts";
 export interface DbMixinOptions {
 	/** Collection name; the NeDB file is `<DATA_DIR>/<collection>.db`. */
 	collection: string;
-	config: Pick<Config, "dataDir" | "mongoUrl">;
+	/** `transporter` only sharpens the NeDB warning: in a cluster every node would keep its own file. */
+	config: Pick<Config, "dataDir" | "mongoUrl"> & Partial<Pick<Config, "transporter">>;
 	/** Fields to index (ascending), e.g. ["customerId"]. */
 	indexes?: string[];
 	/** NeDB only appends; compaction rewrites the file without superseded lines. Default 60 s (NeDB's minimum: 5 s). */
@@ -207,7 +208,11 @@ export function DbMixin(opts: DbMixinOptions): Partial<ServiceSchema> {
 				for (const fieldName of indexes) await db.ensureIndex({ fieldName });
 				db.setAutocompactionInterval(compactionIntervalMs);
 			}
-			this.logger.info(`${collection}: NeDB file ${file} (single node only: set MONGO_URL to share it across nodes)`);
+			if (config.transporter) {
+				this.logger.warn(`${collection}: NeDB file ${file} on a clustered node (TRANSPORTER is set): each node keeps its own ${collection}; set MONGO_URL to share them`);
+			} else {
+				this.logger.info(`${collection}: NeDB file ${file} (single node only: set MONGO_URL to share it across nodes)`);
+			}
 		},
 		stopped(this: DbHostService) {
 			this.adapter.db?.stopAutocompaction();
