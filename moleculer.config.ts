@@ -7,6 +7,8 @@ import type { Config } from "./config/index.ts";
 import type { ClusterConfig } from "./config/cluster.config.ts";
 import { RendezvousStrategy } from "./mixins/rendezvous.strategy.ts";
 import { REPL_COMMANDS } from "./bin/repl-commands.ts";
+import { MetricsMiddleware, PrometheusReporter } from "./mixins/metrics.mixin.ts";
+import type { TracingConfig } from "./config/observability.config.ts";
 
 /**
  * Moleculer checks heartbeat deadlines only once per heartbeat timeout, so a dead node could go unnoticed for
@@ -47,6 +49,26 @@ export function natsTransporterOptions(transporterUrl: string, cluster: ClusterC
 	return opts;
 }
 
+/**
+ * Tracer options from TRACING_*: off by default. Actions and events are traced, so an event can be followed from
+ * its source through customers.handle to the rules and workflows reacting to its effects under one trace id
+ * (the actor host hands each effect the caller's context, see services/customers.service.ts).
+ */
+export function tracingOptions(t: TracingConfig): BrokerOptions["tracing"] {
+	if (t.exporter === "off") return { enabled: false };
+	const exporter =
+		t.exporter === "console" ? { type: "Console", options: { width: 100, gaugeWidth: 30 } }
+		: t.exporter === "event" ? { type: "Event", options: { eventName: "$tracing.spans", interval: 1 } }
+		: { type: "Zipkin", options: { baseURL: t.url, interval: 5 } };
+	return {
+		enabled: true,
+		events: true,
+		sampling: { rate: t.sampleRate },
+		exporter: [exporter],
+		tags: { action: { params: ["customerId"] }, event: { params: ["customerId"] } }
+	} as BrokerOptions["tracing"];
+}
+
 export function brokerOptions(config: Config): BrokerOptions {
 	const cluster = config.cluster;
 	return {
@@ -69,10 +91,13 @@ export function brokerOptions(config: Config): BrokerOptions {
 		requestTimeout: 30_000,
 		retryPolicy: { enabled: true, retries: 5, delay: 100, maxDelay: 2000, factor: 2, check: (err: Error) => (err as { retryable?: boolean }).retryable === true },
 		validator: true,
+		// Our Prometheus reporter writes histograms completely (mixins/metrics.mixin.ts); Moleculer's types only know
+		// reporters by name, its registry takes an instance.
 		metrics: config.metricsPort === undefined
 			? { enabled: false }
-			: { enabled: true, reporter: [{ type: "Prometheus", options: { port: config.metricsPort, path: "/metrics" } }] },
-		tracing: { enabled: false },
+			: { enabled: true, reporter: [new PrometheusReporter({ port: config.metricsPort, path: "/metrics" })] } as unknown as BrokerOptions["metrics"],
+		tracing: tracingOptions(config.observability.tracing),
+		middlewares: [MetricsMiddleware()],
 		replOptions: { customCommands: REPL_COMMANDS, delimiter: "crm $" }
 	};
 }

@@ -1,7 +1,7 @@
 // Service behaviour for hosting sharded actors: creates the actor store and host on start, stops them on stop,
 // forwards persisted effects as Moleculer events, and follows cluster membership (which node owns which actor).
 // The customers service adds the actions.
-import type { ServiceBroker, ServiceSchema, ServiceSettingSchema, Service } from "moleculer";
+import type { Context, ServiceBroker, ServiceSchema, ServiceSettingSchema, Service } from "moleculer";
 import { ActorHost } from "../actors/host/actor-host.ts";
 import type { ActorStore } from "../actors/host/actor-store.ts";
 import type { ChurnScorer, ReduceContext } from "../actors/customer-actor.types.ts";
@@ -167,8 +167,12 @@ export function ShardedActorMixin(deps: ShardedActorDeps): Partial<ShardedActorS
 				reminderPollMs: a.reminderPollMs,
 				// A dead node's reminders are delivered by whoever owns its customers now.
 				isOwner: id => this.membership.isOwner(id),
-				onEffects: effects => {
-					for (const effect of effects) void this.broker.emit(effect.type, effect.payload);
+				// The origin is the context of the call that carried the message: the effect continues its trace.
+				onEffects: (effects, origins) => {
+					for (let i = 0; i < effects.length; i++) {
+						const parentCtx = origins[i] as Context | undefined;
+						void this.broker.emit(effects[i].type, effects[i].payload, parentCtx ? { parentCtx } : undefined);
+					}
 				},
 				onError: (message, err) => this.logger.error(message, err)
 			});

@@ -86,7 +86,7 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 				async handler(this: ShardedActorService, ctx: Context<HandleParams, Meta>): Promise<HandleResult> {
 					const event = checkEvent(ctx.params.customerId, ctx.params.event);
 					try {
-						return await this.host.tell(ctx.params.customerId, { kind: "event", event });
+						return await this.host.tell(ctx.params.customerId, { kind: "event", event }, ctx);
 					} catch (err) {
 						return reroute(ctx, "customers.handle", err);
 					} finally {
@@ -99,7 +99,7 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 				async handler(this: ShardedActorService, ctx: Context<HandleManyParams, Meta>): Promise<HandleResult[]> {
 					const events = ctx.params.events.map((e, i) => checkEvent(ctx.params.customerId, e, i));
 					try {
-						return await this.host.tellMany(ctx.params.customerId, events.map(event => ({ kind: "event" as const, event })));
+						return await this.host.tellMany(ctx.params.customerId, events.map(event => ({ kind: "event" as const, event })), ctx);
 					} catch (err) {
 						return reroute(ctx, "customers.handleMany", err);
 					} finally {
