@@ -9,6 +9,7 @@ import { createApiService } from "../services/api.service.ts";
 import { loadChurnScorer } from "../ml/churn-scorer.ts";
 import { createOpportunitiesService } from "../services/opportunities.service.ts";
 import { createScoringService } from "../services/scoring.service.ts";
+import { createIngestFilesService } from "../services/ingest-files.service.ts";
 
 interface NodeContext {
 	config: Config;
@@ -29,7 +30,8 @@ const SERVICE_FACTORIES: Record<string, (ctx: NodeContext) => ServiceSchema | Pr
 	},
 	api: ({ config }) => createApiService(config, []),
 	opportunities: ({ config }) => createOpportunitiesService(config),
-	scoring: ({ config }) => createScoringService(config)
+	scoring: ({ config }) => createScoringService(config),
+	"ingest-files": ({ config }) => createIngestFilesService(config)
 };
 
 export const ALL_SERVICES = Object.keys(SERVICE_FACTORIES);

@@ -1,0 +1,117 @@
+// What every pull source does with one normalised event: hand it to the owning actor (retrying what is retryable),
+// or record a dead letter with the reason; plus the per-source metric. Shared by ingest-erp, -files and -logs.
+import type { ServiceBroker } from "moleculer";
+import type { HandleResult } from "../actors/host/actor-host.ts";
+import type { KnownCloudEvent } from "../models/event-data.schemas.ts";
+
+export type DeliveryOutcome = "applied" | "duplicate";
+export type ItemOutcome = DeliveryOutcome | "dead-lettered" | "skipped";
+
+/** The actor refused the event for good (invalid for it): dead-letter it, retrying cannot help. */
+export class DeliveryRejected extends Error {
+	override name = "DeliveryRejected";
+}
+
+/** Retries ran out on a transient failure (store down, no customers node): the source must keep the input. */
+export class DeliveryUnavailable extends Error {
+	override name = "DeliveryUnavailable";
+}
+
+const RETRYABLE_TYPES: ReadonlySet<string> = new Set(["VERSION_CONFLICT", "STORE_UNAVAILABLE", "HOST_STOPPED"]);
+
+export function isRetryable(err: unknown): boolean {
+	const e = err as { retryable?: boolean; type?: string } | null;
+	return e !== null && typeof e === "object" && (e.retryable === true || (typeof e.type === "string" && RETRYABLE_TYPES.has(e.type)));
+}
+
+function errorText(err: unknown): string {
+	return err instanceof Error ? err.message : String(err);
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+	return new Promise(resolve => {
+		const timer = setTimeout(done, ms);
+		function done() {
+			clearTimeout(timer);
+			signal?.removeEventListener("abort", done);
+			resolve();
+		}
+		signal?.addEventListener("abort", done, { once: true });
+	});
+}
+
+export interface DeliverOptions {
+	signal?: AbortSignal;
+	/** Attempts on top of the broker's own retry policy; each waits twice as long as the one before. */
+	attempts?: number;
+	firstDelayMs?: number;
+}
+
+/**
+ * Sends one validated event to `customers.handle`. Resolves when the owning actor has persisted it (or recognised
+ * a duplicate); throws DeliveryRejected for a non-retryable refusal, DeliveryUnavailable when retries ran out.
+ */
+export async function deliverEvent(broker: ServiceBroker, event: KnownCloudEvent, opts: DeliverOptions = {}): Promise<DeliveryOutcome> {
+	const attempts = opts.attempts ?? 4;
+	let delay = opts.firstDelayMs ?? 500;
+	for (let attempt = 1; ; attempt++) {
+		try {
+			const r = await broker.call<HandleResult, unknown>("customers.handle", { customerId: event.subject, event });
+			return r.applied ? "applied" : "duplicate";
+		} catch (err) {
+			if (!isRetryable(err)) throw new DeliveryRejected(errorText(err), { cause: err });
+			if (attempt >= attempts || opts.signal?.aborted) throw new DeliveryUnavailable(errorText(err), { cause: err });
+			await sleep(delay, opts.signal);
+			delay = Math.min(delay * 2, 10_000);
+		}
+	}
+}
+
+export interface DeadLetter {
+	/** Short source name: erp, files, logs. */
+	source: string;
+	reason: string;
+	/** The original input (already PII-masked where the source requires it). */
+	payload: unknown;
+	/** Action that re-processes `payload` (called by deadLetters.retry with `{ payload }`). */
+	retryAction?: string;
+}
+
+/** Records a dead letter through the dead-letters service; throws DeliveryUnavailable when it cannot (the caller keeps the input). */
+export async function recordDeadLetter(broker: ServiceBroker, dl: DeadLetter): Promise<void> {
+	try {
+		await broker.call("deadLetters.record", dl);
+	} catch (err) {
+		throw new DeliveryUnavailable(`dead letter not recorded (${errorText(err)})`, { cause: err });
+	}
+}
+
+export const SOURCE_ITEMS_METRIC = "crm.sources.items.total";
+
+/** Counts one input item of a source by outcome; a no-op when metrics are off. */
+export function countItem(broker: ServiceBroker, source: string, outcome: ItemOutcome, by = 1): void {
+	if (!broker.isMetricsEnabled()) return;
+	if (!broker.metrics.getMetric(SOURCE_ITEMS_METRIC)) {
+		broker.metrics.register({ name: SOURCE_ITEMS_METRIC, type: "counter", labelNames: ["source", "outcome"], description: "Input items of the pull sources (ERP rows, file rows, log entries) by outcome" });
+	}
+	broker.metrics.increment(SOURCE_ITEMS_METRIC, { source, outcome }, by);
+}
+
+/** Running totals of one source run (a sync, a file, a batch of log lines). */
+export interface Tally {
+	applied: number;
+	duplicate: number;
+	deadLettered: number;
+	skipped: number;
+}
+
+export function newTally(): Tally {
+	return { applied: 0, duplicate: 0, deadLettered: 0, skipped: 0 };
+}
+
+export function addToTally(t: Tally, outcome: ItemOutcome): void {
+	if (outcome === "applied") t.applied++;
+	else if (outcome === "duplicate") t.duplicate++;
+	else if (outcome === "dead-lettered") t.deadLettered++;
+	else t.skipped++;
+}
