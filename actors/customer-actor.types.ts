@@ -1,6 +1,7 @@
 // Messages, effects and context of the customer actor's pure reducer (actors/customer.reducer.ts).
 import type { CloudEvent } from "../models/cloud-event.ts";
 import type { CustomerState } from "../models/customer-state.ts";
+import type { RiskRulesFn } from "./risk-rules.ts";
 import type { InteractionLoggedData } from "../models/event-data.schemas.ts";
 
 export type CustomerMessage =
@@ -50,6 +51,8 @@ export interface ReduceContext {
 	/** How many recent event keys are kept for de-duplication. */
 	dedupWindow: number;
 	churnScorer?: ChurnScorer;
+	/** Event -> risk factor deltas (rules/risk.nools compiled by the rules service); absent: RISK_RULES of risk.ts. */
+	riskRules?: RiskRulesFn;
 }
 
 export interface ReduceResult {

@@ -97,6 +97,7 @@ function reduceEvent(state: CustomerState, event: CloudEvent, ctx: ReduceContext
 
 	// Events arrive validated (models/event-data.schemas.ts), so the payload casts below are safe.
 	const data = event.data;
+	const riskRules = ctx.riskRules ?? applyRiskRules;
 	let factors = state.risk.factors;
 	let interaction: InteractionLoggedData | undefined;
 	switch (event.type) {
@@ -104,11 +105,11 @@ function reduceEvent(state: CustomerState, event: CloudEvent, ctx: ReduceContext
 			applyProfile(next, (data as unknown as CustomerUpdatedData).profile, time);
 			break;
 		case "crm.order.status_changed":
-			if (applyOrderStatus(next, data as unknown as OrderStatusChangedData)) factors = applyRiskRules(factors, event.type, data);
+			if (applyOrderStatus(next, data as unknown as OrderStatusChangedData)) factors = riskRules(factors, event.type, data);
 			break;
 		case "crm.payment.failed":
 			next.counters = bump(next.counters, "failedPayments");
-			factors = applyRiskRules(factors, event.type, data);
+			factors = riskRules(factors, event.type, data);
 			break;
 		case "crm.interaction.logged": {
 			interaction = data as unknown as InteractionLoggedData;
@@ -119,15 +120,15 @@ function reduceEvent(state: CustomerState, event: CloudEvent, ctx: ReduceContext
 				next.lastSentiment = sentiment;
 				if (sentiment <= -0.5) next.counters = bump(next.counters, "negativeInteractions");
 			}
-			factors = applyRiskRules(factors, event.type, data);
+			factors = riskRules(factors, event.type, data);
 			break;
 		}
 		case "crm.ticket.opened":
-			if (openTicket(next, (data as unknown as TicketOpenedData).ticketId)) factors = applyRiskRules(factors, event.type, data);
+			if (openTicket(next, (data as unknown as TicketOpenedData).ticketId)) factors = riskRules(factors, event.type, data);
 			factors = setFactor(factors, FACTOR_TICKETS_OPEN, openTicketsPoints(next.openTicketIds.length));
 			break;
 		case "crm.ticket.resolved":
-			if (resolveTicket(next, (data as unknown as TicketResolvedData).ticketId)) factors = applyRiskRules(factors, event.type, data);
+			if (resolveTicket(next, (data as unknown as TicketResolvedData).ticketId)) factors = riskRules(factors, event.type, data);
 			factors = setFactor(factors, FACTOR_TICKETS_OPEN, openTicketsPoints(next.openTicketIds.length));
 			break;
 		case "crm.device.telemetry":

@@ -7,6 +7,11 @@ import { createActorStore } from "../actors/host/store-factory.ts";
 import { createCustomersService } from "../services/customers.service.ts";
 import { createApiService } from "../services/api.service.ts";
 import { loadChurnScorer } from "../ml/churn-scorer.ts";
+import { riskRulesFor } from "../services/rules/risk-rules.ts";
+import { createRulesService } from "../services/rules.service.ts";
+import { createAgentsService } from "../services/agents.service.ts";
+import { createTicketsService } from "../services/tickets.service.ts";
+import { createWorkflowsService } from "../services/workflows.service.ts";
 import { createOpportunitiesService } from "../services/opportunities.service.ts";
 import { createScoringService } from "../services/scoring.service.ts";
 import { createIngestFilesService } from "../services/ingest-files.service.ts";
@@ -26,11 +31,17 @@ const SERVICE_FACTORIES: Record<string, (ctx: NodeContext) => ServiceSchema | Pr
 			kind: config.actor.store, dataDir: config.dataDir, redisUrl: config.redisUrl, mongoUrl: config.mongoUrl, journalMax: config.actor.journalMax
 		});
 		const churnScorer = loadChurnScorer(config.churnModel, broker.logger);
-		return createCustomersService({ config, store, churnScorer });
+		// rules/risk.nools, evaluated in the actor's turn; a file that does not compile fails the start here.
+		const riskRules = riskRulesFor(broker, config).evaluate;
+		return createCustomersService({ config, store, churnScorer, riskRules });
 	},
 	api: ({ config }) => createApiService(config, []),
 	opportunities: ({ config }) => createOpportunitiesService(config),
 	scoring: ({ config }) => createScoringService(config),
+	rules: ({ config }) => createRulesService(config),
+	agents: ({ config }) => createAgentsService(config),
+	tickets: ({ config }) => createTicketsService(config),
+	workflows: ({ config }) => createWorkflowsService(config),
 	"ingest-files": ({ config }) => createIngestFilesService(config)
 };
 

@@ -1,0 +1,104 @@
+// Routes one ticket with rules/ticket-routing.nools: one compiled flow, a short session per ticket holding the
+// ticket and its candidate agents; the result names the agent (or none) and the rule that decided.
+import { loadRuleFile, type LoadedRuleFile } from "./nools-loader.ts";
+
+export const TICKET_ROUTING_FILE = "ticket-routing.nools";
+
+/** Candidate agents beyond this many are not offered to a session: its `not` joins grow with the square. */
+export const MAX_CANDIDATES = 500;
+
+export interface RoutingTicketInput {
+	id: string;
+	customerId: string;
+	priority: string;
+	category: string;
+	requiredSkill?: string | null;
+}
+
+export interface RoutingAgentInput {
+	id: string;
+	name?: string;
+	level: string;
+	skills: string[];
+	available: boolean;
+	load: number;
+}
+
+export interface RoutingResult {
+	/** Agent id, or null when the ticket waits in the queue. */
+	assignee: string | null;
+	/** Name of the rule that assigned (or queued) the ticket; null when no rule fired. */
+	rule: string | null;
+}
+
+/** The ticket fact (`t`); `assignee` and `queued` are what the rules change. */
+export class Ticket {
+	id: string;
+	customerId: string;
+	priority: string;
+	category: string;
+	requiredSkill: string | null;
+	assignee: string | null = null;
+	queued = false;
+	constructor(t: RoutingTicketInput) {
+		this.id = t.id;
+		this.customerId = t.customerId;
+		this.priority = t.priority;
+		this.category = t.category;
+		this.requiredSkill = t.requiredSkill ?? null;
+	}
+}
+
+/** The agent fact (`a`): a copy, so a rule cannot change the caller's data. */
+export class Agent {
+	id: string;
+	name: string;
+	level: string;
+	skills: string[];
+	available: boolean;
+	load: number;
+	constructor(a: RoutingAgentInput) {
+		this.id = a.id;
+		this.name = a.name ?? a.id;
+		this.level = a.level;
+		this.skills = [...a.skills];
+		this.available = a.available;
+		this.load = a.load;
+	}
+}
+
+export class TicketRouter {
+	readonly file: string;
+	readonly loaded: LoadedRuleFile;
+
+	/** Compiles the routing file; throws RuleFileError (file, line, reason) when it does not compile. */
+	constructor(file: string) {
+		this.file = file;
+		this.loaded = loadRuleFile(file, { define: { Ticket, Agent } });
+	}
+
+	get ruleNames(): string[] {
+		return this.loaded.rules.map(r => r.name);
+	}
+
+	async route(ticket: RoutingTicketInput, agents: readonly RoutingAgentInput[]): Promise<RoutingResult> {
+		const t = new Ticket(ticket);
+		const facts: object[] = [t];
+		for (const a of agents.slice(0, MAX_CANDIDATES)) facts.push(new Agent(a));
+		const session = this.loaded.flow.getSession(...facts);
+		const fired: string[] = [];
+		session.on("fire", name => fired.push(name));
+		try {
+			await session.match();
+		} finally {
+			session.dispose();
+		}
+		// The guards let exactly one rule change the ticket; a second firing would be a rule-file bug worth seeing.
+		if (fired.length > 1) throw new Error(`ticket routing: rules ${fired.join(", ")} all fired for ticket ${ticket.id}; each rule must check t.assignee == null && t.queued == false`);
+		return { assignee: t.assignee, rule: fired[0] ?? null };
+	}
+
+	dispose(): void {
+		this.loaded.dispose();
+	}
+}
