@@ -1,0 +1,261 @@
+// `npm run cluster -- --nodes N [--repl] [--base-port P]`: N local nodes over NATS sharing one store, for
+// development and demos. Spawns a local nats-server / redis-server when TRANSPORTER / REDIS_URL (or MONGO_URL) are
+// not given; Ctrl-C stops the nodes first (they drain their writes), then the servers it started.
+import { spawn, type ChildProcess } from "node:child_process";
+import { accessSync, constants as fsConstants, createWriteStream, mkdirSync, type WriteStream } from "node:fs";
+import { createServer, connect as netConnect } from "node:net";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { ServiceBroker } from "moleculer";
+import { ConfigError, loadConfig } from "../config/index.ts";
+import { brokerOptions } from "../moleculer.config.ts";
+import { REPL_COMMANDS, toReplCommand, type TextCommand } from "./repl-commands.ts";
+
+const ROOT = path.resolve(import.meta.dirname, "..");
+const STOP_GRACE_MS = 15_000;
+const COLORS = [36, 33, 35, 32, 34, 91, 92, 93];
+
+interface Managed {
+	name: string;
+	child: ChildProcess;
+	exited: Promise<void>;
+	alive: boolean;
+}
+
+function usage(message?: string): never {
+	if (message) console.error(message);
+	console.error("usage: npm run cluster -- --nodes N [--base-port 3000] [--repl]");
+	process.exit(2);
+}
+
+function findBinary(name: string): string | null {
+	for (const dir of [...(process.env.PATH ?? "").split(path.delimiter), "/usr/sbin", "/usr/local/bin", "/usr/bin"]) {
+		const candidate = path.join(dir, name);
+		try {
+			accessSync(candidate, fsConstants.X_OK);
+			return candidate;
+		} catch {
+			// not in this directory
+		}
+	}
+	return null;
+}
+
+function freePort(): Promise<number> {
+	return new Promise((resolve, reject) => {
+		const server = createServer();
+		server.once("error", reject);
+		server.listen(0, "127.0.0.1", () => {
+			const address = server.address();
+			server.close(() => (address && typeof address === "object" ? resolve(address.port) : reject(new Error("no port"))));
+		});
+	});
+}
+
+function tcpReady(port: number): Promise<boolean> {
+	return new Promise(resolve => {
+		const socket = netConnect({ port, host: "127.0.0.1" });
+		const done = (ok: boolean) => {
+			socket.destroy();
+			resolve(ok);
+		};
+		socket.setTimeout(500, () => done(false));
+		socket.once("connect", () => done(true));
+		socket.once("error", () => done(false));
+	});
+}
+
+/** Spawns a process in its own process group (Ctrl-C reaches only this runner, which stops things in order). */
+function launch(name: string, command: string, args: string[], env: NodeJS.ProcessEnv, output: (line: string) => void): Managed {
+	const child = spawn(command, args, { cwd: ROOT, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+	const managed: Managed = { name, child, alive: true, exited: Promise.resolve() };
+	let partial = "";
+	const onData = (chunk: Buffer) => {
+		const lines = (partial + chunk.toString("utf8")).split("\n");
+		partial = lines.pop() ?? "";
+		for (const line of lines) output(line);
+	};
+	child.stdout?.on("data", onData);
+	child.stderr?.on("data", onData);
+	managed.exited = new Promise(resolve => child.once("exit", (code, signal) => {
+		managed.alive = false;
+		if (partial) output(partial);
+		output(`-- ${name} exited (${signal ?? `code ${code}`})`);
+		resolve();
+	}));
+	return managed;
+}
+
+async function stopProcess(m: Managed): Promise<void> {
+	if (!m.alive) return;
+	m.child.kill("SIGTERM");
+	let timer: NodeJS.Timeout | undefined;
+	const late = new Promise<boolean>(resolve => (timer = setTimeout(() => resolve(false), STOP_GRACE_MS)));
+	const inTime = await Promise.race([m.exited.then(() => true), late]);
+	clearTimeout(timer);
+	if (!inTime) {
+		m.child.kill("SIGKILL");
+		await m.exited;
+	}
+}
+
+async function waitReady(what: string, m: Managed, ready: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+	const deadline = Date.now() + timeoutMs;
+	while (!(await ready())) {
+		if (!m.alive) throw new Error(`${what} exited before it was ready`);
+		if (Date.now() > deadline) throw new Error(`${what} was not ready after ${timeoutMs} ms`);
+		await new Promise(resolve => setTimeout(resolve, 100));
+	}
+}
+
+async function main(): Promise<void> {
+	let args;
+	try {
+		args = parseArgs({ options: { nodes: { type: "string", default: "3" }, "base-port": { type: "string" }, repl: { type: "boolean", default: false } } });
+	} catch (err) {
+		usage((err as Error).message);
+	}
+	const count = Number(args.values.nodes);
+	if (!Number.isInteger(count) || count < 1 || count > 32) usage(`--nodes must be an integer from 1 to 32, got "${args.values.nodes}"`);
+	let config;
+	try {
+		// Validated with a placeholder transporter so the store check applies as it will in the nodes.
+		config = loadConfig({ ...process.env, TRANSPORTER: process.env.TRANSPORTER ?? "nats://127.0.0.1:4222", REDIS_URL: process.env.REDIS_URL ?? (process.env.MONGO_URL ? undefined : "redis://127.0.0.1:6379") });
+	} catch (err) {
+		if (err instanceof ConfigError) {
+			console.error(`configuration error: ${err.message}`);
+			process.exit(2);
+		}
+		throw err;
+	}
+	const basePort = Number(args.values["base-port"] ?? config.port);
+	if (!Number.isInteger(basePort) || basePort < 1 || basePort + count > 65535) usage(`--base-port must be a port number, got "${args.values["base-port"]}"`);
+	const hasApi = config.services.length === 0 || config.services.includes("api");
+	const repl = args.values.repl && process.stdin.isTTY === true;
+	if (args.values.repl && !repl) console.error("--repl ignored: stdin is not a terminal");
+
+	const clusterDir = path.join(config.dataDir, "cluster");
+	const logDir = path.join(clusterDir, "logs");
+	mkdirSync(logDir, { recursive: true });
+	const logs: WriteStream[] = [];
+	/** With the REPL on the terminal, nodes log to files; otherwise to the terminal with a coloured prefix. */
+	const sink = (name: string, i: number) => {
+		if (repl) {
+			const file = createWriteStream(path.join(logDir, `${name}.log`), { flags: "a" });
+			logs.push(file);
+			return (line: string) => file.write(`${line}\n`);
+		}
+		const prefix = process.stdout.isTTY ? `\x1b[${COLORS[i % COLORS.length]}m[${name}]\x1b[0m ` : `[${name}] `;
+		return (line: string) => process.stdout.write(`${prefix}${line}\n`);
+	};
+
+	const servers: Managed[] = [];
+	const nodes: Managed[] = [];
+	let observer: ServiceBroker | null = null;
+	let childrenStopped: Promise<void> | null = null;
+	/** Nodes first (they drain their writes into the store), then the servers; safe to call more than once. */
+	const stopChildren = () => (childrenStopped ??= (async () => {
+		console.error(`stopping ${nodes.filter(n => n.alive).length} nodes…`);
+		await Promise.all(nodes.map(stopProcess));
+		await Promise.all(servers.map(stopProcess));
+		for (const file of logs) file.end();
+	})());
+	let stopping = false;
+	const stopAll = async (code: number) => {
+		if (stopping) return;
+		stopping = true;
+		// The observer's `stopped` hook stops the children, so the REPL's own `quit` (broker.stop, then exit) does too.
+		if (observer) await observer.stop();
+		await stopChildren();
+		process.exit(code);
+	};
+	process.once("SIGINT", () => void stopAll(0));
+	process.once("SIGTERM", () => void stopAll(0));
+	// Last resort if the runner dies some other way: the children are in their own process groups and would stay.
+	process.on("exit", () => {
+		for (const m of [...nodes, ...servers]) if (m.alive) m.child.kill("SIGTERM");
+	});
+
+	const env: NodeJS.ProcessEnv = { ...process.env };
+	try {
+		if (!process.env.TRANSPORTER) {
+			const bin = findBinary("nats-server");
+			if (!bin) throw new Error("TRANSPORTER is not set and nats-server is not installed: install it or set TRANSPORTER=nats://…");
+			const port = await freePort();
+			const nats = launch("nats-server", bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", path.join(clusterDir, "nats")], process.env, sink("nats-server", 6));
+			servers.push(nats);
+			await waitReady("nats-server", nats, () => tcpReady(port));
+			env.TRANSPORTER = `nats://127.0.0.1:${port}`;
+		}
+		if (!process.env.REDIS_URL && !process.env.MONGO_URL) {
+			const bin = findBinary("redis-server");
+			if (!bin) throw new Error("neither REDIS_URL nor MONGO_URL is set and redis-server is not installed: install it or set REDIS_URL=redis://…");
+			const port = await freePort();
+			const redisDir = path.join(clusterDir, "redis");
+			mkdirSync(redisDir, { recursive: true });
+			// AOF so the local cluster keeps its customers between runs.
+			const redis = launch("redis-server", bin, ["--port", String(port), "--bind", "127.0.0.1", "--dir", redisDir, "--appendonly", "yes", "--save", ""], process.env, sink("redis-server", 7));
+			servers.push(redis);
+			await waitReady("redis-server", redis, () => tcpReady(port));
+			env.REDIS_URL = `redis://127.0.0.1:${port}`;
+		}
+
+		const startNode = async (i: number): Promise<Managed> => {
+			const name = `node-${i}`;
+			const port = basePort + i - 1;
+			const node = launch(name, process.execPath, ["bin/start.ts"], { ...env, NODE_ID: name, PORT: String(port), DATA_DIR: path.join(clusterDir, name) }, sink(name, i - 1));
+			nodes.push(node);
+			// A node without the api service has no port to wait on; it joins when it is ready.
+			if (hasApi) await waitReady(name, node, () => tcpReady(port), 30_000);
+			return node;
+		};
+		await Promise.all(Array.from({ length: count }, (_, i) => startNode(i + 1)));
+		const ports = Array.from({ length: count }, (_, i) => basePort + i);
+		console.error(`cluster up: ${count} nodes, HTTP API on ${config.host}:${ports.join(", :")}; transporter ${env.TRANSPORTER}; store ${env.REDIS_URL ?? env.MONGO_URL}`);
+
+		if (repl) {
+			console.error(`node logs: ${logDir}/node-*.log`);
+			// The runner joins the cluster as a node without services, so the REPL sees every node.
+			const options = brokerOptions(loadConfig({ ...env, NODE_ID: `repl-${process.pid}`, LOG_LEVEL: "warn" }));
+			const runnerCommands: TextCommand[] = [
+				{
+					command: "node-kill <name>",
+					description: "Kill one of this runner's nodes (SIGKILL with --hard, else SIGTERM) to watch the cluster recover",
+					options: [{ option: "--hard", description: "SIGKILL: no draining, no goodbye; others notice by heartbeat timeout" }],
+					async run(_broker, a) {
+						const node = nodes.find(n => n.name === a.name && n.alive);
+						if (!node) return `no running node called ${String(a.name)}`;
+						node.child.kill(a.options.hard ? "SIGKILL" : "SIGTERM");
+						return `${node.name}: ${a.options.hard ? "SIGKILL" : "SIGTERM"} sent`;
+					}
+				},
+				{
+					command: "node-add",
+					description: "Start one more node (the next port) and let it join",
+					async run() {
+						const node = await startNode(nodes.length + 1);
+						return `${node.name} started on port ${basePort + nodes.length - 1}`;
+					}
+				}
+			];
+			options.replOptions = { ...options.replOptions, customCommands: [...REPL_COMMANDS, ...runnerCommands.map(toReplCommand)] };
+			options.stopped = () => stopChildren();
+			observer = new ServiceBroker(options);
+			await observer.start();
+			const server = observer.repl() as unknown as { removeAllListeners(event: string): void; on(event: string, fn: () => void): void } | undefined;
+			// moleculer-repl stops only its own broker on exit; the runner must stop the nodes and servers too.
+			server?.removeAllListeners("exit");
+			server?.on("exit", () => void stopAll(0));
+		} else {
+			console.error("Ctrl-C stops the nodes, then the servers this runner started.");
+		}
+	} catch (err) {
+		console.error(err instanceof Error ? err.message : err);
+		await stopAll(1);
+	}
+}
+
+main().catch(err => {
+	console.error(err instanceof Error ? err.stack : err);
+	process.exit(1);
+});
