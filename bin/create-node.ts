@@ -7,6 +7,9 @@ import { createActorStore } from "../actors/host/store-factory.ts";
 import { createCustomersService } from "../services/customers.service.ts";
 import { createApiService } from "../services/api.service.ts";
 import { loadChurnScorer } from "../ml/churn-scorer.ts";
+import { createIngestMqttService } from "../services/ingest-mqtt.service.ts";
+import { createIngestWebhookService, createWebhookRoute } from "../services/ingest-webhook.service.ts";
+import { createDevicesService } from "../services/devices.service.ts";
 import { riskRulesFor } from "../services/rules/risk-rules.ts";
 import { createRulesService } from "../services/rules.service.ts";
 import { createAgentsService } from "../services/agents.service.ts";
@@ -35,7 +38,10 @@ const SERVICE_FACTORIES: Record<string, (ctx: NodeContext) => ServiceSchema | Pr
 		const riskRules = riskRulesFor(broker, config).evaluate;
 		return createCustomersService({ config, store, churnScorer, riskRules });
 	},
-	api: ({ config }) => createApiService(config, []),
+	api: ({ config }) => createApiService(config, [createWebhookRoute(config)]),
+	"ingest-mqtt": ({ config }) => createIngestMqttService(config),
+	"ingest-webhook": ({ config }) => createIngestWebhookService(config),
+	devices: ({ config }) => createDevicesService(config),
 	opportunities: ({ config }) => createOpportunitiesService(config),
 	scoring: ({ config }) => createScoringService(config),
 	rules: ({ config }) => createRulesService(config),

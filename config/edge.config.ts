@@ -20,7 +20,7 @@ export interface EdgeConfig {
 		clientId: string | undefined;
 		/** 5 for external brokers by default; the embedded broker (aedes) speaks 3.1.1 only. */
 		protocolVersion: 4 | 5;
-		/** Shared-subscription group ($share/<group>/…) so several nodes split the devices; undefined = plain subscription. */
+		/** Shared-subscription group ($share/<group>/…) so several nodes split the devices; undefined = plain subscription (single node). */
 		shareGroup: string | undefined;
 		/** What to do with a reading from a device that has no binding. */
 		unboundDevices: UnboundDevicePolicy;
@@ -81,7 +81,9 @@ export function loadEdgeConfig(env: Env): EdgeConfig {
 	}
 	const clientId = str(env, "MQTT_CLIENT_ID");
 	if (clientId !== undefined && !CLIENT_ID.test(clientId)) throw new ConfigError(`MQTT_CLIENT_ID must be 1..128 letters, digits or ._:-, got "${clientId}"`);
-	const share = str(env, "MQTT_SHARE_GROUP") ?? "crm-ingest";
+	// Shared by default only in a cluster: mosquitto (2.0) does not persist shared subscriptions, so a broker restart
+	// drops what devices publish until we resubscribe; a plain persistent subscription keeps it (docs/ingestion.md).
+	const share = str(env, "MQTT_SHARE_GROUP") ?? (str(env, "TRANSPORTER") !== undefined ? "crm-ingest" : "off");
 	if (share !== "off" && !SHARE_GROUP.test(share)) throw new ConfigError(`MQTT_SHARE_GROUP must be 1..64 letters, digits, _ or - (or "off"), got "${share}"`);
 	return {
 		mqtt: {

@@ -64,7 +64,12 @@ export interface TelemetryOptions {
 
 export type TelemetryResult =
 	| { ok: true; deviceId: string; customerId: string; tsMs: number; event: KnownCloudEvent }
-	| { ok: false; reason: string; deviceId?: string };
+	| { ok: false; reason: string; code: TelemetryRejection; deviceId?: string };
+
+/** Why a reading was refused, as a short code (a metric label: the reason text quotes the input). */
+export type TelemetryRejection =
+	| "bad_topic" | "oversize" | "not_utf8" | "invalid_json" | "bad_shape" | "forbidden_key" | "missing_customer" | "bad_ts"
+	| "future_ts" | "bad_metrics" | "impossible_reading" | "invalid_event";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -116,45 +121,45 @@ function parseTs(ts: unknown): number | string {
  */
 export function parseTelemetry(topic: string, payload: Uint8Array, opts: TelemetryOptions): TelemetryResult {
 	const deviceId = deviceIdFromTopic(topic);
-	if (deviceId === undefined) return { ok: false, reason: `topic "${showKey(topic)}" is not crm/devices/<deviceId>/telemetry with a device id of 1..128 letters, digits or ._:@-` };
-	const fail = (reason: string): TelemetryResult => ({ ok: false, reason, deviceId });
-	if (payload.byteLength > opts.maxPayloadBytes) return fail(`payload of ${payload.byteLength} bytes exceeds ${opts.maxPayloadBytes} bytes`);
+	if (deviceId === undefined) return { ok: false, code: "bad_topic", reason: `topic "${showKey(topic)}" is not crm/devices/<deviceId>/telemetry with a device id of 1..128 letters, digits or ._:@-` };
+	const fail = (code: TelemetryRejection, reason: string): TelemetryResult => ({ ok: false, code, reason, deviceId });
+	if (payload.byteLength > opts.maxPayloadBytes) return fail("oversize", `payload of ${payload.byteLength} bytes exceeds ${opts.maxPayloadBytes} bytes`);
 	let text: string;
 	try {
 		text = utf8.decode(payload);
 	} catch {
-		return fail("payload is not UTF-8 text");
+		return fail("not_utf8", "payload is not UTF-8 text");
 	}
 	let body: unknown;
 	try {
 		body = JSON.parse(text);
 	} catch (err) {
-		return fail(`payload is not valid JSON: ${(err as Error).message}`);
+		return fail("invalid_json", `payload is not valid JSON: ${(err as Error).message}`);
 	}
-	if (!isPlainObject(body)) return fail("payload must be a JSON object { customerId, ts, metrics }");
+	if (!isPlainObject(body)) return fail("bad_shape", "payload must be a JSON object { customerId, ts, metrics }");
 	for (const key of Object.keys(body)) {
-		if (FORBIDDEN_KEYS.has(key)) return fail(`payload has forbidden key "${key}"`);
-		if (!PAYLOAD_KEYS.has(key)) return fail(`payload has unknown field "${showKey(key)}" (expected customerId, ts, metrics)`);
+		if (FORBIDDEN_KEYS.has(key)) return fail("forbidden_key", `payload has forbidden key "${key}"`);
+		if (!PAYLOAD_KEYS.has(key)) return fail("bad_shape", `payload has unknown field "${showKey(key)}" (expected customerId, ts, metrics)`);
 	}
 	const { customerId, ts, metrics } = body;
-	if (customerId === undefined || customerId === null || customerId === "") return fail("missing customerId");
-	if (typeof customerId !== "string" || !CUSTOMER_ID.test(customerId)) return fail("customerId must be a customer id of 1..128 letters, digits or ._:@- starting with a letter or digit");
+	if (customerId === undefined || customerId === null || customerId === "") return fail("missing_customer", "missing customerId");
+	if (typeof customerId !== "string" || !CUSTOMER_ID.test(customerId)) return fail("missing_customer", "customerId must be a customer id of 1..128 letters, digits or ._:@- starting with a letter or digit");
 	const tsMs = parseTs(ts);
-	if (typeof tsMs === "string") return fail(tsMs);
-	if (tsMs < EARLIEST_TS_MS) return fail(`ts ${tsMs} is before 2000-01-01: the device clock is not set, or it sends seconds instead of milliseconds`);
-	if (tsMs > opts.now + opts.maxFutureMs) return fail(`ts is ${Math.round((tsMs - opts.now) / 1000)} s in the future (at most ${Math.round(opts.maxFutureMs / 1000)} s allowed)`);
-	if (metrics === undefined || metrics === null) return fail("missing metrics");
-	if (!isPlainObject(metrics)) return fail("metrics must be an object of metric name → number");
+	if (typeof tsMs === "string") return fail("bad_ts", tsMs);
+	if (tsMs < EARLIEST_TS_MS) return fail("bad_ts", `ts ${tsMs} is before 2000-01-01: the device clock is not set, or it sends seconds instead of milliseconds`);
+	if (tsMs > opts.now + opts.maxFutureMs) return fail("future_ts", `ts is ${Math.round((tsMs - opts.now) / 1000)} s in the future (at most ${Math.round(opts.maxFutureMs / 1000)} s allowed)`);
+	if (metrics === undefined || metrics === null) return fail("bad_metrics", "missing metrics");
+	if (!isPlainObject(metrics)) return fail("bad_metrics", "metrics must be an object of metric name → number");
 	const names = Object.keys(metrics);
-	if (names.length === 0 || names.length > MAX_METRICS) return fail(`metrics must have 1..${MAX_METRICS} entries, got ${names.length}`);
+	if (names.length === 0 || names.length > MAX_METRICS) return fail("bad_metrics", `metrics must have 1..${MAX_METRICS} entries, got ${names.length}`);
 	const clean: Record<string, number> = {};
 	for (const name of names) {
-		if (FORBIDDEN_KEYS.has(name)) return fail(`metrics has forbidden key "${name}"`);
-		if (!MAP_KEY_PATTERN.test(name)) return fail(`metric name "${showKey(name)}" must be a letter, then letters, digits or _ (at most 64)`);
+		if (FORBIDDEN_KEYS.has(name)) return fail("forbidden_key", `metrics has forbidden key "${name}"`);
+		if (!MAP_KEY_PATTERN.test(name)) return fail("bad_metrics", `metric name "${showKey(name)}" must be a letter, then letters, digits or _ (at most 64)`);
 		const value = metrics[name];
-		if (typeof value !== "number" || !Number.isFinite(value)) return fail(`metric ${name} must be a finite number`);
+		if (typeof value !== "number" || !Number.isFinite(value)) return fail("bad_metrics", `metric ${name} must be a finite number`);
 		const impossible = checkMetric(name, value, opts.ranges);
-		if (impossible !== undefined) return fail(impossible);
+		if (impossible !== undefined) return fail("impossible_reading", impossible);
 		clean[name] = value;
 	}
 	const event = {
@@ -169,7 +174,7 @@ export function parseTelemetry(topic: string, payload: Uint8Array, opts: Telemet
 	};
 	// The envelope validator has the last word, so telemetry can never reach an actor in a shape no other source could.
 	const checked = validateEvent(event, { now: opts.now });
-	if (!checked.ok) return fail(checked.reason);
+	if (!checked.ok) return fail("invalid_event", checked.reason);
 	return { ok: true, deviceId, customerId, tsMs, event: checked.event };
 }
 

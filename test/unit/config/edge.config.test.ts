@@ -5,15 +5,20 @@ import { loadEdgeConfig } from "../../../config/edge.config.ts";
 import { ConfigError } from "../../../config/env.ts";
 
 describe("loadEdgeConfig", () => {
-	it("has safe defaults: loopback broker, shared subscription, unbound devices rejected, 300 s webhook window", () => {
+	it("has safe defaults: loopback broker, plain subscription on one node, unbound devices rejected, 300 s webhook window", () => {
 		const c = loadEdgeConfig({});
 		assert.equal(c.mqtt.host, "127.0.0.1");
-		assert.equal(c.mqtt.shareGroup, "crm-ingest");
+		assert.equal(c.mqtt.shareGroup, undefined);
 		assert.equal(c.mqtt.unboundDevices, "reject");
 		assert.equal(c.mqtt.protocolVersion, 5);
 		assert.equal(c.webhook.toleranceS, 300);
 		assert.equal(c.webhook.idempotencyTtlS, 86_400);
 		assert.deepEqual(c.telemetry.ranges, {});
+	});
+
+	it("shares the subscription between the nodes of a cluster", () => {
+		assert.equal(loadEdgeConfig({ TRANSPORTER: "nats://127.0.0.1:4222" }).mqtt.shareGroup, "crm-ingest");
+		assert.equal(loadEdgeConfig({ MQTT_SHARE_GROUP: "fleet" }).mqtt.shareGroup, "fleet");
 	});
 
 	it("parses TELEMETRY_RANGES and MQTT_SHARE_GROUP=off", () => {
