@@ -18,6 +18,7 @@ import { createWorkflowsService } from "../services/workflows.service.ts";
 import { createOpportunitiesService } from "../services/opportunities.service.ts";
 import { createScoringService } from "../services/scoring.service.ts";
 import { createIngestFilesService } from "../services/ingest-files.service.ts";
+import { createIngestErpService } from "../services/ingest-erp.service.ts";
 
 interface NodeContext {
 	config: Config;
@@ -48,7 +49,8 @@ const SERVICE_FACTORIES: Record<string, (ctx: NodeContext) => ServiceSchema | Pr
 	agents: ({ config }) => createAgentsService(config),
 	tickets: ({ config }) => createTicketsService(config),
 	workflows: ({ config }) => createWorkflowsService(config),
-	"ingest-files": ({ config }) => createIngestFilesService(config)
+	"ingest-files": ({ config }) => createIngestFilesService(config),
+	"ingest-erp": ({ config }) => createIngestErpService(config)
 };
 
 export const ALL_SERVICES = Object.keys(SERVICE_FACTORIES);

@@ -41,6 +41,8 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 export interface DeliverOptions {
+	/** The calling source's service name (`ingest-files`): the metrics middleware counts events per source by it. */
+	caller?: string;
 	signal?: AbortSignal;
 	/** Attempts on top of the broker's own retry policy; each waits twice as long as the one before. */
 	attempts?: number;
@@ -56,7 +58,7 @@ export async function deliverEvent(broker: ServiceBroker, event: KnownCloudEvent
 	let delay = opts.firstDelayMs ?? 500;
 	for (let attempt = 1; ; attempt++) {
 		try {
-			const r = await broker.call<HandleResult, unknown>("customers.handle", { customerId: event.subject, event });
+			const r = await broker.call<HandleResult, unknown>("customers.handle", { customerId: event.subject, event }, opts.caller ? { caller: opts.caller } : {});
 			return r.applied ? "applied" : "duplicate";
 		} catch (err) {
 			if (!isRetryable(err)) throw new DeliveryRejected(errorText(err), { cause: err });
@@ -75,18 +77,20 @@ export interface DeadLetter {
 	payload: unknown;
 	/** Action that re-processes `payload` (called by deadLetters.retry with `{ payload }`). */
 	retryAction?: string;
+	/** The same input dead-lettered again (a re-read after a restart, a re-dropped file) keeps one dead letter. */
+	dedupKey?: string;
 }
 
 /** Records a dead letter through the dead-letters service; throws DeliveryUnavailable when it cannot (the caller keeps the input). */
 export async function recordDeadLetter(broker: ServiceBroker, dl: DeadLetter): Promise<void> {
 	try {
-		await broker.call("deadLetters.record", dl);
+		await broker.call("deadLetters.record", dl, { caller: `ingest-${dl.source}` });
 	} catch (err) {
 		throw new DeliveryUnavailable(`dead letter not recorded (${errorText(err)})`, { cause: err });
 	}
 }
 
-export const SOURCE_ITEMS_METRIC = "crm.sources.items.total";
+export const SOURCE_ITEMS_METRIC = "crm_source_items_total";
 
 /** Counts one input item of a source by outcome; a no-op when metrics are off. */
 export function countItem(broker: ServiceBroker, source: string, outcome: ItemOutcome, by = 1): void {

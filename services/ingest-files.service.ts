@@ -20,6 +20,8 @@ import { csvRecords, parseSha256Text, probeFile } from "../mixins/text-file.read
 
 export const FILES_SOURCE = "files";
 const RETRY_ACTION = "ingestFiles.retryRow";
+/** Caller name on calls to the actors: the metrics middleware counts them under source "files". */
+const CALLER = "ingest-files";
 /** Rows listed with their reason in a report; the counts cover the rest. */
 const MAX_REPORTED_PROBLEMS = 1000;
 const PROGRESS_EVERY_MS = 5000;
@@ -333,7 +335,7 @@ export class FileInbox {
 	}
 
 	private async deadLetter(report: FileReport, payload: RowPayload, reason: string): Promise<void> {
-		await recordDeadLetter(this.broker, { source: FILES_SOURCE, reason, payload, retryAction: RETRY_ACTION });
+		await recordDeadLetter(this.broker, { source: FILES_SOURCE, reason, payload, retryAction: RETRY_ACTION, dedupKey: `files/${payload.sha256}/${payload.row}` });
 		this.problem(report, payload.row, payload.line, reason);
 		this.tally(report, "dead-lettered");
 	}
@@ -392,7 +394,7 @@ export class FileInbox {
 				await queue.push(event.subject, async () => {
 					if (unavailable || signal.aborted) return;
 					try {
-						this.tally(report, await deliverEvent(this.broker, event, { signal }));
+						this.tally(report, await deliverEvent(this.broker, event, { signal, caller: CALLER }));
 					} catch (err) {
 						if (err instanceof DeliveryRejected) await this.deadLetter(report, payload, `rejected by the customer actor: ${err.message}`);
 						else throw err;
@@ -429,7 +431,7 @@ export class FileInbox {
 		const prepared = prepareRow(kind, payload);
 		if (prepared.kind === "fail") throw new Errors.MoleculerClientError(`still invalid: ${prepared.reason}`, 422, "INVALID_ROW", { reason: prepared.reason });
 		if (prepared.kind === "skip") return { outcome: "skipped" };
-		return { outcome: await deliverEvent(this.broker, prepared.event) };
+		return { outcome: await deliverEvent(this.broker, prepared.event, { caller: CALLER }) };
 	}
 }
 

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { startTestNode, type TestNode } from "../support/node.ts";
-import { recordDeadLetters } from "./ingest-sources.support.ts";
+import { recordDeadLetters, servicesWithDeadLetters } from "./ingest-sources.support.ts";
 import { dropIntoInbox, TELCO_CSV, waitForReport } from "../../bin/import-telco.ts";
 import { parseMapping, recordFromRow, vectorize } from "../../ml/features.ts";
 import { loadChurnModel } from "../../ml/model.ts";
@@ -23,7 +23,7 @@ describe("Telco import through the file drop", () => {
 	let header: string[];
 	let rows: string[][];
 	before(async () => {
-		node = await startTestNode({ SERVICES: "customers,ingest-files", FILES_SETTLE_MS: "300", FILES_SCAN_INTERVAL_MS: "100", CHURN_MODEL: MODEL });
+		node = await startTestNode({ SERVICES: servicesWithDeadLetters("customers,ingest-files"), FILES_SETTLE_MS: "300", FILES_SCAN_INTERVAL_MS: "100", CHURN_MODEL: MODEL });
 		await recordDeadLetters(node.broker);
 		// The file has no quoted fields (ml/data/README.md), so a split is an exact parse.
 		const lines = (await readFile(TELCO_CSV, "utf8")).trim().split("\n");

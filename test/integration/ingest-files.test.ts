@@ -8,7 +8,7 @@ import path from "node:path";
 import iconv from "iconv-lite";
 import { startTestNode, type TestNode } from "../support/node.ts";
 import { waitFor } from "../harness.ts";
-import { recordDeadLetters, type DeadLetterLog } from "./ingest-sources.support.ts";
+import { recordDeadLetters, servicesWithDeadLetters, type DeadLetterLog } from "./ingest-sources.support.ts";
 import type { FileReport } from "../../services/ingest-files.service.ts";
 
 interface View { version: number; profile: Record<string, unknown>; counters: Record<string, number>; risk: { factors: Record<string, number> } }
@@ -19,7 +19,7 @@ describe("ingest-files: CSV drops in the inbox", () => {
 	let inbox: string;
 
 	before(async () => {
-		node = await startTestNode({ SERVICES: "customers,ingest-files", FILES_SETTLE_MS: "300", FILES_SCAN_INTERVAL_MS: "100" });
+		node = await startTestNode({ SERVICES: servicesWithDeadLetters("customers,ingest-files"), FILES_SETTLE_MS: "300", FILES_SCAN_INTERVAL_MS: "100" });
 		dl = await recordDeadLetters(node.broker);
 		inbox = path.join(node.dataDir, "inbox");
 	});
@@ -108,13 +108,13 @@ describe("ingest-files: CSV drops in the inbox", () => {
 			"f-ok-2,Valid Two,NULL,",
 			"f-bad-quote,\"never closed,x,y"
 		];
-		const dlBefore = dl.of("files").length;
+		const dlBefore = (await dl.of("files")).length;
 		await drop("customers-bad.csv", `${rows.join("\n")}\n`);
 		const r = await report("customers-bad.csv");
 		assert.equal(r.status, "processed", "a file with bad rows is still processed; its bad rows are dead-lettered");
 		assert.equal(r.rows.applied, 2);
 		assert.equal(r.rows.deadLettered, 7);
-		const letters = dl.of("files").slice(dlBefore);
+		const letters = (await dl.of("files")).slice(dlBefore);
 		assert.equal(letters.length, 7);
 		const reasons = letters.map(l => l.reason);
 		const expected: Array<[string, RegExp]> = [

@@ -1,6 +1,7 @@
 // Shared by the ERP, file-drop and log ingestion tests: a recorder for dead letters when the node has no dead-letters
 // service of its own, and a capture of everything the process writes to stdout/stderr (the Console logger).
 import type { ServiceBroker } from "moleculer";
+import { ALL_SERVICES } from "../../bin/create-node.ts";
 import { waitFor } from "../harness.ts";
 
 export interface RecordedDeadLetter {
@@ -11,16 +12,34 @@ export interface RecordedDeadLetter {
 }
 
 export interface DeadLetterLog {
-	letters: RecordedDeadLetter[];
-	/** Letters of one source. */
-	of(source: string): RecordedDeadLetter[];
+	/** True when the node runs the real dead-letters service, false for the test recorder. */
+	real: boolean;
+	/** Letters of one source, oldest first. */
+	of(source: string): Promise<RecordedDeadLetter[]>;
+}
+
+const HAS_REAL_SERVICE = ALL_SERVICES.includes("deadLetters");
+
+/** SERVICES for a test node: the given ones, plus the real dead-letters service once the node has one. */
+export function servicesWithDeadLetters(services: string): string {
+	return HAS_REAL_SERVICE ? `${services},deadLetters` : services;
 }
 
 /**
- * Registers a test-only `deadLetters` service that records `record` calls (the contract every source codes against).
- * Start the node with SERVICES that leave out the real one, so the recorder is the only `deadLetters` service.
+ * The dead letters a test node records: read back from the real `deadLetters` service when the node runs it, else
+ * from a test-only recorder registered here (the `record` contract every source codes against).
  */
 export async function recordDeadLetters(broker: ServiceBroker): Promise<DeadLetterLog> {
+	const available = () => broker.registry.getServiceList({ onlyAvailable: true }).some((s: { name: string }) => s.name === "deadLetters");
+	if (available()) {
+		return {
+			real: true,
+			async of(source) {
+				const list = await broker.call<RecordedDeadLetter[], unknown>("deadLetters.list", { source, limit: 500 });
+				return [...list].reverse();
+			}
+		};
+	}
 	const letters: RecordedDeadLetter[] = [];
 	broker.createService({
 		name: "deadLetters",
@@ -36,7 +55,7 @@ export async function recordDeadLetters(broker: ServiceBroker): Promise<DeadLett
 		}
 	});
 	await waitFor(() => broker.registry.getServiceList({ onlyAvailable: true }).some((s: { name: string }) => s.name === "deadLetters"), { message: "test deadLetters service available" });
-	return { letters, of: source => letters.filter(l => l.source === source) };
+	return { real: false, of: async source => letters.filter(l => l.source === source) };
 }
 
 export interface OutputCapture {
