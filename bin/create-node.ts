@@ -7,6 +7,8 @@ import { createActorStore } from "../actors/host/store-factory.ts";
 import { createCustomersService } from "../services/customers.service.ts";
 import { createApiService } from "../services/api.service.ts";
 import { loadChurnScorer } from "../ml/churn-scorer.ts";
+import { createDeadLettersService } from "../services/dead-letters.service.ts";
+import { createIngestNatsService } from "../services/ingest-nats.service.ts";
 import { createIngestMqttService } from "../services/ingest-mqtt.service.ts";
 import { createIngestWebhookService, createWebhookRoute } from "../services/ingest-webhook.service.ts";
 import { createDevicesService } from "../services/devices.service.ts";
@@ -50,7 +52,9 @@ const SERVICE_FACTORIES: Record<string, (ctx: NodeContext) => ServiceSchema | Pr
 	tickets: ({ config }) => createTicketsService(config),
 	workflows: ({ config }) => createWorkflowsService(config),
 	"ingest-files": ({ config }) => createIngestFilesService(config),
-	"ingest-erp": ({ config }) => createIngestErpService(config)
+	"ingest-erp": ({ config }) => createIngestErpService(config),
+	deadLetters: ({ config }) => createDeadLettersService(config),
+	"ingest-nats": ({ config }) => createIngestNatsService(config)
 };
 
 export const ALL_SERVICES = Object.keys(SERVICE_FACTORIES);

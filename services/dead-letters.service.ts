@@ -1,0 +1,275 @@
+// deadLetters: every source's input that could not be applied, with its reason — kept in JetStream stream CRM_DLQ
+// (crm.dlq.<source>) when NATS_URL is set, else in an embedded NeDB file — listed, inspected and retried by API and REPL.
+import { Errors } from "moleculer";
+import type { Context, Service, ServiceBroker, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { headers, type NatsConnection } from "nats";
+import type { Config } from "../config/index.ts";
+import { LabelBudget, reasonLabel } from "../actors/dead-letter-reason.ts";
+import { M } from "../mixins/metrics.mixin.ts";
+import { connectNats } from "../mixins/nats-connection.ts";
+import {
+	JetStreamDeadLetterStore,
+	NedbDeadLetterStore,
+	type DeadLetter,
+	type DeadLetterRecord,
+	type DeadLetterStore
+} from "../mixins/dead-letter-store.ts";
+
+export type { DeadLetter } from "../mixins/dead-letter-store.ts";
+
+const MAX_REASON_CHARS = 2000;
+/** Distinct reason labels per process before new ones are counted as "other". */
+const MAX_REASON_LABELS = 200;
+/** Subjects a dead letter may be republished to: only the event stream's own. */
+const REPUBLISH_SUBJECT = /^crm\.events\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+$/;
+
+const SOURCE = { type: "string", min: 1, max: 32, pattern: /^[a-z][a-z0-9_-]*$/ } as const;
+const ID = { type: "string", min: 1, max: 64, pattern: /^[A-Za-z0-9_-]+$/ } as const;
+const LIMIT = { type: "number", integer: true, min: 1, max: 500, optional: true, convert: true } as const;
+
+/** Parameters of `deadLetters.record` — the contract every source codes against. */
+export interface RecordParams {
+	source: string;
+	reason: string;
+	payload?: unknown;
+	retryAction?: string;
+	/** Optional short code stored with the dead letter (else derived from `reason` with its data blanked). */
+	reasonCode?: string;
+	/** NATS origin: retry republishes the payload to `subject` (a crm.events.* subject). */
+	subject?: string;
+	msgId?: string;
+	payloadEncoding?: "base64";
+	/** Recording the same key twice keeps one dead letter (redelivered input). */
+	dedupKey?: string;
+}
+
+export interface RetryResult {
+	id: string;
+	retried: true;
+	via: "action" | "republish";
+}
+
+interface DeadLettersVars {
+	store: DeadLetterStore;
+	nc: NatsConnection | null;
+	labels: LabelBudget;
+}
+
+type DeadLettersSettings = ServiceSettingSchema & { rest: string };
+type DeadLettersService = Service<DeadLettersSettings> & DeadLettersVars;
+
+interface RestParams<Q = Record<string, unknown>, P = Record<string, string>> { query: Q; params: P; body?: unknown }
+
+function notFound(id: string): Errors.MoleculerClientError {
+	return new Errors.MoleculerClientError(`dead letter ${id} not found`, 404, "DEAD_LETTER_NOT_FOUND", { id });
+}
+
+function unavailable(what: string, err: unknown): Errors.MoleculerRetryableError {
+	const message = err instanceof Error ? err.message : String(err);
+	return new Errors.MoleculerRetryableError(`dead letters: ${what} failed: ${message}`, 503, "DEAD_LETTERS_UNAVAILABLE");
+}
+
+/** The bytes a dead-lettered NATS message had, for republishing. */
+function payloadBytes(dl: DeadLetter): Uint8Array {
+	if (dl.payloadEncoding === "base64" && typeof dl.payload === "string") return Buffer.from(dl.payload, "base64");
+	return new TextEncoder().encode(typeof dl.payload === "string" ? dl.payload : JSON.stringify(dl.payload));
+}
+
+/** A REPL command (moleculer-repl): `dead-letters list [--source s] [--limit n]`, `dead-letters show <id>`, `dead-letters retry <id>`. */
+export const DEAD_LETTERS_REPL_COMMAND = {
+	command: "dead-letters <verb> [id]",
+	description: "Dead letters: list [--source s] [--limit n] | show <id> | retry <id>",
+	alias: ["dlq"],
+	options: [
+		{ option: "-s, --source <source>", description: "only this source (nats, mqtt, webhook, erp, files, logs, market)" },
+		{ option: "-l, --limit <n>", description: "how many, newest first (default 20)" }
+	],
+	async action(broker: ServiceBroker, args: { verb: string; id?: string; options: { source?: string; limit?: string } }) {
+		const print = (v: unknown) => console.log(JSON.stringify(v, null, 2));
+		try {
+			if (args.verb === "list") {
+				const rows = await broker.call<DeadLetter[], unknown>("deadLetters.list", {
+					source: args.options.source, limit: args.options.limit === undefined ? 20 : Number(args.options.limit)
+				});
+				console.table(rows.map(r => ({ id: r.id, source: r.source, reason: r.reason.slice(0, 80), recordedAt: r.recordedAt })));
+			} else if ((args.verb === "show" || args.verb === "retry") && args.id) {
+				print(await broker.call(args.verb === "show" ? "deadLetters.get" : "deadLetters.retry", { id: args.id }));
+			} else {
+				console.log("usage: dead-letters list [--source s] [--limit n] | show <id> | retry <id>");
+			}
+		} catch (err) {
+			console.error((err as Error).message);
+		}
+	}
+};
+
+/** Adds the REPL command to the broker's REPL options unless a command of that name is configured already. */
+function registerReplCommand(broker: ServiceBroker): void {
+	const options = broker.options as { replOptions?: { customCommands?: unknown } | null };
+	const repl = (options.replOptions ??= {});
+	const list = Array.isArray(repl.customCommands) ? repl.customCommands as Array<{ command?: string }> : [];
+	const name = DEAD_LETTERS_REPL_COMMAND.command.split(" ")[0];
+	if (!list.some(c => c.command?.split(" ")[0] === name)) list.push(DEAD_LETTERS_REPL_COMMAND);
+	repl.customCommands = list;
+}
+
+export function createDeadLettersService(config: Config): ServiceSchema {
+	const cfg = config.ingest.deadLetters;
+	const schema: ServiceSchema<DeadLettersSettings, Record<string, never>, DeadLettersVars> = {
+		name: "deadLetters",
+		settings: { rest: "/" },
+		actions: {
+			record: {
+				visibility: "public",
+				params: {
+					source: SOURCE,
+					reason: { type: "string" },
+					payload: { type: "any", optional: true },
+					retryAction: { type: "string", optional: true, min: 1, max: 128, pattern: /^[A-Za-z0-9_.-]+$/ },
+					reasonCode: { type: "string", optional: true, max: 64 },
+					subject: { type: "string", optional: true, max: 512 },
+					msgId: { type: "string", optional: true, max: 512 },
+					payloadEncoding: { type: "enum", values: ["base64"], optional: true },
+					dedupKey: { type: "string", optional: true, max: 512 }
+				},
+				async handler(this: DeadLettersService, ctx: Context<RecordParams>): Promise<DeadLetter> {
+					const p = ctx.params;
+					const reason = p.reason.length > MAX_REASON_CHARS ? `${p.reason.slice(0, MAX_REASON_CHARS)}…` : p.reason;
+					const reasonCode = reasonLabel(reason, p.reasonCode);
+					const record: DeadLetterRecord = {
+						source: p.source,
+						reason,
+						reasonCode,
+						payload: p.payload ?? null,
+						recordedAt: new Date().toISOString(),
+						...(p.payloadEncoding ? { payloadEncoding: p.payloadEncoding } : {}),
+						...(p.retryAction ? { retryAction: p.retryAction } : {}),
+						...(p.subject ? { subject: p.subject } : {}),
+						...(p.msgId ? { msgId: p.msgId } : {})
+					};
+					let stored: DeadLetter;
+					try {
+						stored = await this.store.add(record, p.dedupKey);
+					} catch (err) {
+						throw unavailable("recording", err);
+					}
+					if (this.broker.isMetricsEnabled()) {
+						this.broker.metrics.increment(M.deadLetters, { source: p.source, reason: this.labels.admit(reasonCode) });
+					}
+					this.logger.warn(`dead letter ${stored.id} from ${p.source}: ${reason.slice(0, 200)}`);
+					return stored;
+				}
+			},
+			list: {
+				visibility: "public",
+				params: { source: { ...SOURCE, optional: true }, limit: LIMIT },
+				async handler(this: DeadLettersService, ctx: Context<{ source?: string; limit?: number }>): Promise<DeadLetter[]> {
+					try {
+						return await this.store.list(ctx.params.source, ctx.params.limit ?? 50);
+					} catch (err) {
+						throw unavailable("listing", err);
+					}
+				}
+			},
+			get: {
+				visibility: "public",
+				params: { id: ID },
+				async handler(this: DeadLettersService, ctx: Context<{ id: string }>): Promise<DeadLetter> {
+					let dl: DeadLetter | null;
+					try {
+						dl = await this.store.get(ctx.params.id);
+					} catch (err) {
+						throw unavailable("reading", err);
+					}
+					if (!dl) throw notFound(ctx.params.id);
+					return dl;
+				}
+			},
+			retry: {
+				visibility: "public",
+				params: { id: ID },
+				async handler(this: DeadLettersService, ctx: Context<{ id: string }>): Promise<RetryResult> {
+					const dl = await ctx.call<DeadLetter, { id: string }>("deadLetters.get", { id: ctx.params.id });
+					if (dl.truncated) {
+						throw new Errors.MoleculerClientError(`dead letter ${dl.id} holds a truncated payload and cannot be retried`, 409, "DEAD_LETTER_TRUNCATED", { id: dl.id });
+					}
+					let via: RetryResult["via"];
+					if (dl.retryAction) {
+						await ctx.call(dl.retryAction, { payload: dl.payload });
+						via = "action";
+					} else if (dl.subject && REPUBLISH_SUBJECT.test(dl.subject)) {
+						if (!this.nc) throw new Errors.MoleculerClientError(`dead letter ${dl.id} came from NATS, but NATS_URL is not set`, 409, "DEAD_LETTER_NOT_RETRYABLE", { id: dl.id });
+						// A new Nats-Msg-Id per dead letter, so JetStream's window does not drop it as the original's
+						// duplicate; the actor still de-duplicates the event itself by source + id.
+						const h = headers();
+						h.set("Nats-Msg-Id", `${dl.msgId ?? "dlq"}/retry/${dl.id}`);
+						try {
+							await this.nc.jetstream().publish(dl.subject, payloadBytes(dl), { headers: h });
+						} catch (err) {
+							throw unavailable("republishing", err);
+						}
+						via = "republish";
+					} else {
+						throw new Errors.MoleculerClientError(`dead letter ${dl.id} has no retry action`, 409, "DEAD_LETTER_NOT_RETRYABLE", { id: dl.id });
+					}
+					try {
+						await this.store.remove(dl.id);
+					} catch (err) {
+						// Retried but still listed: a second retry is harmless (the input is de-duplicated downstream).
+						this.logger.warn(`dead letter ${dl.id} was retried but could not be removed: ${(err as Error).message}`);
+					}
+					return { id: dl.id, retried: true, via };
+				}
+			},
+			httpList: {
+				rest: "GET /dead-letters",
+				params: { query: { type: "object", props: { source: { ...SOURCE, optional: true }, limit: LIMIT } } },
+				handler(this: DeadLettersService, ctx: Context<RestParams<{ source?: string; limit?: number }>>) {
+					return ctx.call("deadLetters.list", { source: ctx.params.query.source, limit: ctx.params.query.limit });
+				}
+			},
+			httpGet: {
+				rest: "GET /dead-letters/:id",
+				params: { params: { type: "object", props: { id: ID } } },
+				handler(this: DeadLettersService, ctx: Context<RestParams>) {
+					return ctx.call("deadLetters.get", { id: ctx.params.params.id });
+				}
+			},
+			httpRetry: {
+				rest: "POST /dead-letters/:id/retry",
+				params: { params: { type: "object", props: { id: ID } } },
+				handler(this: DeadLettersService, ctx: Context<RestParams>) {
+					return ctx.call("deadLetters.retry", { id: ctx.params.params.id });
+				}
+			}
+		},
+		created(this: DeadLettersService) {
+			this.nc = null;
+			this.labels = new LabelBudget(MAX_REASON_LABELS);
+			// crm_dead_letters_total is defined with the other crm_* series; registered here too for a broker without them.
+			if (this.broker.isMetricsEnabled() && !this.broker.metrics.getMetric(M.deadLetters)) {
+				this.broker.metrics.register({ name: M.deadLetters, type: "counter", labelNames: ["source", "reason"], description: "Inputs sent to the dead letters, by source and reason" });
+			}
+			registerReplCommand(this.broker);
+		},
+		async started(this: DeadLettersService) {
+			if (config.natsUrl) {
+				this.nc = await connectNats(config.natsUrl, `crm dead-letters ${this.broker.nodeID}`);
+				const maxPayload = this.nc.info?.max_payload ?? 1024 * 1024;
+				this.store = new JetStreamDeadLetterStore({ nc: this.nc, maxAgeMs: cfg.maxAgeMs, maxBodyBytes: Math.min(cfg.maxPayloadBytes, maxPayload - 4096) });
+			} else {
+				this.store = new NedbDeadLetterStore(config.dataDir);
+			}
+			await this.store.open();
+			this.logger.info(this.store.kind === "jetstream"
+				? "dead letters: JetStream stream CRM_DLQ (crm.dlq.<source>)"
+				: `dead letters: embedded NeDB file under ${config.dataDir} (NATS_URL is not set)`);
+		},
+		async stopped(this: DeadLettersService) {
+			await this.store?.close();
+			if (this.nc) await this.nc.drain().catch(() => this.nc?.close());
+			this.nc = null;
+		}
+	};
+	return schema as unknown as ServiceSchema;
+}

@@ -1,0 +1,160 @@
+// Helpers for the ingest-nats tests: servers whose restart can keep them down for a while, publishing CloudEvents
+// the way §9 says (subject from the type, Nats-Msg-Id <source>/<id>), and reading a customer's applied events.
+import { accessSync, constants } from "node:fs";
+import { delimiter, join } from "node:path";
+import type { ServiceBroker } from "moleculer";
+import { headers, type JetStreamClient, type PubAck } from "nats";
+import { startServer, waitFor, type ServerHandle } from "../harness.ts";
+
+export interface PausableServer extends ServerHandle {
+	/** Stops the server, keeps it down for `downMs`, then starts it again on the same port and data. */
+	bounce(downMs: number): Promise<void>;
+}
+
+function which(name: string, extra: string[]): string {
+	for (const dir of [...(process.env.PATH ?? "").split(delimiter).filter(Boolean), ...extra]) {
+		try {
+			accessSync(join(dir, name), constants.X_OK);
+			return join(dir, name);
+		} catch {
+			// not here
+		}
+	}
+	throw new Error(`${name} not found: install it to run the ingest-nats tests`);
+}
+
+function pausable(start: (hold: () => Promise<void>) => Promise<ServerHandle>): Promise<PausableServer> {
+	let downMs = 0;
+	const hold = async () => {
+		if (downMs > 0) await new Promise(resolve => setTimeout(resolve, downMs));
+		downMs = 0;
+	};
+	return start(hold).then(handle => Object.assign(handle, {
+		async bounce(ms: number) {
+			downMs = ms;
+			await handle.restart();
+		}
+	}));
+}
+
+/** redis-server as the harness starts it (AOF, fsync always), with a restart that can stay down. */
+export function startPausableRedis(): Promise<PausableServer> {
+	return pausable(hold => startServer({
+		name: "redis-server",
+		binary: which("redis-server", ["/usr/bin", "/usr/local/bin"]),
+		prepare: async (port, dir) => {
+			await hold();
+			return ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--daemonize", "no", "--save", "", "--appendonly", "yes", "--appendfsync", "always"];
+		},
+		url: port => `redis://127.0.0.1:${port}`,
+		ready: port => probe(port, "PING\r\n", /\+PONG/)
+	}));
+}
+
+/** nats-server -js as the harness starts it, with a restart that can stay down. */
+export function startPausableNats(): Promise<PausableServer> {
+	return pausable(hold => startServer({
+		name: "nats-server",
+		binary: which("nats-server", ["/usr/sbin", "/usr/local/bin", "/usr/bin"]),
+		prepare: async (port, dir) => {
+			await hold();
+			return ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", join(dir, "jetstream")];
+		},
+		url: port => `nats://127.0.0.1:${port}`,
+		ready: port => probe(port, undefined, /^INFO /)
+	}));
+}
+
+async function probe(port: number, send: string | undefined, expect: RegExp): Promise<boolean> {
+	const { connect } = await import("node:net");
+	return new Promise(resolve => {
+		const socket = connect({ port, host: "127.0.0.1" });
+		let got = "";
+		const done = (ok: boolean) => {
+			socket.destroy();
+			resolve(ok);
+		};
+		socket.setTimeout(1000, () => done(false));
+		socket.once("error", () => done(false));
+		socket.once("connect", () => {
+			if (send) socket.write(send);
+		});
+		socket.on("data", chunk => {
+			got += chunk.toString("utf8");
+			if (expect.test(got)) done(true);
+		});
+	});
+}
+
+export interface TestEvent {
+	specversion: string;
+	id: string;
+	source: string;
+	type: string;
+	subject?: string;
+	time: string;
+	data: Record<string, unknown>;
+}
+
+/** The §9 subject of an event type. */
+export const subjectOf = (type: string) => `crm.events.${type.slice("crm.".length)}`;
+
+export function pageView(customerId: string, n: number, source = "/test/nats"): TestEvent {
+	return {
+		specversion: "1.0", id: `${customerId}-${n}`, source, type: "crm.page.viewed", subject: customerId,
+		time: new Date(Date.UTC(2026, 0, 1) + n * 1000).toISOString(), data: { url: `/seq/${n}` }
+	};
+}
+
+/** Publishes like any §9 publisher: JSON body, subject from the type, Nats-Msg-Id <source>/<id> unless given. */
+export function publish(js: JetStreamClient, body: TestEvent | string | Uint8Array, opts: { subject?: string; msgId?: string } = {}): Promise<PubAck> {
+	const h = headers();
+	let subject = opts.subject;
+	let data: Uint8Array;
+	if (typeof body === "object" && !(body instanceof Uint8Array)) {
+		subject ??= subjectOf(body.type);
+		h.set("Nats-Msg-Id", opts.msgId ?? `${body.source}/${body.id}`);
+		data = new TextEncoder().encode(JSON.stringify(body));
+	} else {
+		if (!subject) throw new Error("publish: raw bodies need a subject");
+		if (opts.msgId) h.set("Nats-Msg-Id", opts.msgId);
+		data = typeof body === "string" ? new TextEncoder().encode(body) : body;
+	}
+	return js.publish(subject, data, { headers: h });
+}
+
+/** Publishes, retrying with the same Nats-Msg-Id while NATS is away (JetStream drops the copy if one got through). */
+export async function publishSurely(js: JetStreamClient, event: TestEvent, deadlineMs = 60_000): Promise<void> {
+	const deadline = Date.now() + deadlineMs;
+	for (;;) {
+		try {
+			await publish(js, event);
+			return;
+		} catch (err) {
+			if (Date.now() > deadline) throw err;
+			await new Promise(resolve => setTimeout(resolve, 100));
+		}
+	}
+}
+
+/** Ids of the customer's applied events, oldest first (its journal). */
+export async function appliedIds(broker: ServiceBroker, customerId: string): Promise<string[]> {
+	try {
+		const entries = await broker.call<Array<{ event: { id: string } }>, unknown>("customers.journal", { customerId, limit: 1000 });
+		return entries.map(e => e.event.id).reverse();
+	} catch (err) {
+		if ((err as { code?: number }).code === 404) return [];
+		throw err;
+	}
+}
+
+/** Waits until every customer's journal holds as many events as expected (or more: then the test's check fails). */
+export async function waitForApplied(broker: ServiceBroker, expected: Map<string, string[]>, timeoutMs: number): Promise<void> {
+	const pending = new Set(expected.keys());
+	await waitFor(async () => {
+		for (const id of [...pending]) {
+			if ((await appliedIds(broker, id)).length >= (expected.get(id)?.length ?? 0)) pending.delete(id);
+		}
+		return pending.size === 0;
+	}, { timeoutMs, intervalMs: 200, message: "not every customer has all its events applied" });
+}
