@@ -6,6 +6,7 @@ import { brokerOptions } from "../moleculer.config.ts";
 import { createActorStore } from "../actors/host/store-factory.ts";
 import { createCustomersService } from "../services/customers.service.ts";
 import { createApiService } from "../services/api.service.ts";
+import { createDashboardService, dashboardRoute } from "../services/dashboard.service.ts";
 import { loadChurnScorer } from "../ml/churn-scorer.ts";
 import { createDeadLettersService } from "../services/dead-letters.service.ts";
 import { createIngestNatsService } from "../services/ingest-nats.service.ts";
@@ -41,7 +42,8 @@ const SERVICE_FACTORIES: Record<string, (ctx: NodeContext) => ServiceSchema | Pr
 		const riskRules = riskRulesFor(broker, config).evaluate;
 		return createCustomersService({ config, store, churnScorer, riskRules });
 	},
-	api: ({ config }) => createApiService(config, [createWebhookRoute(config)]),
+	api: ({ config }) => createApiService(config, [createWebhookRoute(config), dashboardRoute()]),
+	dashboard: ({ config }) => createDashboardService(config),
 	"ingest-mqtt": ({ config }) => createIngestMqttService(config),
 	"ingest-webhook": ({ config }) => createIngestWebhookService(config),
 	devices: ({ config }) => createDevicesService(config),

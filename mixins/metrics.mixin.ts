@@ -37,7 +37,8 @@ export const M = {
 	applyDuration: "crm_apply_duration_seconds",
 	persistDuration: "crm_persist_duration_seconds",
 	commitBatch: "crm_persist_batch_writes",
-	jetstreamLag: "crm_jetstream_consumer_lag",
+	// Set by services/ingest-nats.service.ts on the node leading the consumer (its name, kept: one series, not two).
+	jetstreamLag: "crm_ingest_nats_consumer_lag",
 	ruleFirings: "crm_rule_firings_total",
 	workflowInstances: "crm_workflow_instances"
 } as const;
@@ -59,14 +60,21 @@ export const METRIC_DEFINITIONS: readonly MetricDefinition[] = [
 	{ name: M.applyDuration, type: "histogram", labelNames: [], buckets: REDUCER_BUCKETS_S, description: "Time one message spends in the actor's reducer (the turn, without persistence)" },
 	{ name: M.persistDuration, type: "histogram", labelNames: [], buckets: LATENCY_BUCKETS_S, description: "Time of one group commit in the actor store" },
 	{ name: M.commitBatch, type: "histogram", labelNames: [], buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000], description: "Writes per group commit" },
-	{ name: M.jetstreamLag, type: "gauge", labelNames: ["stream", "consumer"], description: "Messages in the JetStream stream not yet delivered to the durable consumer" },
-	{ name: M.ruleFirings, type: "counter", labelNames: ["rule"], description: "Rule activations fired by the rules engine, by rule name" },
-	{ name: M.workflowInstances, type: "gauge", labelNames: ["state"], description: "Workflow (BPMN) process instances by state" }
+	{ name: M.jetstreamLag, type: "gauge", labelNames: [], description: "Messages of CRM_EVENTS not yet acknowledged by the ingest consumer (reported by the node leading it)" },
+	{ name: M.ruleFirings, type: "counter", labelNames: ["rule"], description: "Rules fired: the ticket-routing rule that assigned or queued a ticket, and the risk-threshold rule" },
+	{ name: M.workflowInstances, type: "gauge", labelNames: ["state"], description: "Workflow (BPMN) process instances by state, as the node's workflows service lists them (at most 1000 per state)" }
 ];
 
 /** Actions the middleware watches; everything else passes through untouched. */
 const HANDLE_ACTIONS = new Set(["customers.handle", "customers.handleMany"]);
 const DEAD_LETTER_ACTION = "deadLetters.record";
+/** Ticket routing answers `{ assignee, rule }`: the rule that fired. */
+const ROUTE_ACTION = "rules.route";
+/** Emitted by the rules service when a customer's risk crosses the threshold upwards. */
+const THRESHOLD_EVENT = "customer.risk.threshold_crossed";
+const THRESHOLD_RULE = "risk.threshold";
+const WORKFLOW_STATES = ["running", "completed", "failed", "terminated", "suspended"] as const;
+const WORKFLOWS_EVERY_MS = 15_000;
 /** Rolling window kept per node for the dashboard: 60 buckets of 10 s. */
 export const RATE_BUCKET_MS = 10_000;
 export const RATE_BUCKETS = 60;
@@ -327,6 +335,7 @@ export function MetricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
 	let registry: Registry | null = null;
 	let actorService: ActorService | null = null;
 	let timer: NodeJS.Timeout | null = null;
+	let workflowsTimer: NodeJS.Timeout | null = null;
 	const last = { activations: 0, passivations: 0, conflicts: 0 };
 	let gauges: ActorGauges | null = null;
 
@@ -391,26 +400,49 @@ export function MetricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
 			attach(service);
 			return Promise.resolve();
 		},
-		started() {
+		started(b: ServiceBroker) {
 			timer = setInterval(collect, COLLECT_EVERY_MS);
 			timer.unref();
 			collect();
+			if (registry) {
+				const reg = registry;
+				workflowsTimer = setInterval(() => void countWorkflows(b, reg), WORKFLOWS_EVERY_MS);
+				workflowsTimer.unref();
+				void countWorkflows(b, reg);
+			}
 			return Promise.resolve();
 		},
 		stopped() {
 			if (timer) clearInterval(timer);
+			if (workflowsTimer) clearInterval(workflowsTimer);
 			timer = null;
+			workflowsTimer = null;
 			return Promise.resolve();
+		},
+		emit(next: ServiceBroker["emit"]) {
+			return function emitCounted(this: ServiceBroker, eventName: string, ...rest: unknown[]) {
+				const reg = registry;
+				if (reg && eventName === THRESHOLD_EVENT) safely(() => reg.increment(M.ruleFirings, { rule: THRESHOLD_RULE }));
+				return (next as (name: string, ...args: unknown[]) => Promise<void>).call(this, eventName, ...rest);
+			};
 		},
 		localAction(next: (ctx: Context) => Promise<unknown>, action: { name: string }) {
 			if (action.name === DEAD_LETTER_ACTION) {
+				// crm_dead_letters_total itself is counted by the dead-letters service; this feeds the dashboard's window.
 				return function deadLetterCounted(ctx: Context) {
-					const p = ctx.params as { source?: unknown; reason?: unknown };
+					const p = ctx.params as { source?: unknown; reason?: unknown; reasonCode?: unknown };
 					return next(ctx).then(res => {
-						const source = typeof p.source === "string" ? p.source : "unknown";
-						const label = metrics.deadLetter(source, p.reason);
+						metrics.deadLetter(typeof p.source === "string" ? p.source : "unknown", typeof p.reasonCode === "string" ? p.reasonCode : p.reason);
+						return res;
+					});
+				};
+			}
+			if (action.name === ROUTE_ACTION) {
+				return function routeCounted(ctx: Context) {
+					return next(ctx).then(res => {
+						const rule = (res as { rule?: unknown } | null)?.rule;
 						const reg = registry;
-						if (reg) safely(() => reg.increment(M.deadLetters, { source, reason: label }));
+						if (reg && typeof rule === "string") safely(() => reg.increment(M.ruleFirings, { rule }));
 						return res;
 					});
 				};
@@ -453,7 +485,20 @@ export function MetricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
 				);
 			};
 		}
-	} as Middleware;
+	} as unknown as Middleware;
+}
+
+/** Instances per state from this node's workflows service, when it runs here. */
+async function countWorkflows(broker: ServiceBroker, reg: Registry): Promise<void> {
+	if (!broker.getLocalService("workflows")) return;
+	for (const state of WORKFLOW_STATES) {
+		try {
+			const list = await broker.call<unknown[], object>("workflows.processes", { state, limit: 1000 }, { nodeID: broker.nodeID, timeout: 5000, retries: 0 });
+			safely(() => reg.set(M.workflowInstances, Array.isArray(list) ? list.length : 0, { state }));
+		} catch {
+			// The engine may still be starting: the next round tries again.
+		}
+	}
 }
 
 /** For callers outside the middleware (e.g. a rules engine): counts one rule firing when metrics are on. */
