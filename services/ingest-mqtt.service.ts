@@ -197,7 +197,7 @@ export class TelemetryPipeline {
 		});
 	}
 
-	private warnThrottled(key: string, message: string): void {
+	warnThrottled(key: string, message: string): void {
 		const now = Date.now();
 		if ((this.lastWarn.get(key) ?? 0) + WARN_EVERY_MS > now) return;
 		this.lastWarn.set(key, now);
@@ -327,7 +327,8 @@ export function createIngestMqttService(config: Config): ServiceSchema {
 				client.on("close", () => {
 					this.subscribed = false;
 				});
-				client.on("error", err => this.logger.warn(`MQTT: ${err.message}`));
+				// While the broker is away every reconnect attempt fails: say so every 10 s, not every second.
+				client.on("error", err => this.pipeline.warnThrottled("mqtt-error", `MQTT: ${err.message}`));
 				client.on("offline", () => this.logger.warn(`MQTT: connection to ${url} lost; reconnecting`));
 			},
 

@@ -199,6 +199,9 @@ export function createWebhookRoute(config: Config): ApiRouteSchema {
 	const secret = config.webhookSecret;
 	const tolerance = config.edge.webhook.toleranceS;
 	let refusalLogged = false;
+	// Refused signatures are logged at most every 10 s (with a count): a flood of junk must not become a flood of logs.
+	let refusedSince = 0;
+	let lastRefusalLog = 0;
 	return {
 		path: "/webhooks",
 		authentication: false,
@@ -219,7 +222,12 @@ export function createWebhookRoute(config: Config): ApiRouteSchema {
 					secret, timestamp: header(req, TIMESTAMP_HEADER), signature: header(req, SIGNATURE_HEADER), rawBody: raw, nowMs: Date.now(), toleranceS: tolerance
 				});
 				if (!check.ok) {
-					this.logger.info(`webhook /webhooks/${source} refused (401): ${check.reason}`);
+					refusedSince++;
+					if (Date.now() - lastRefusalLog >= 10_000) {
+						this.logger.warn(`webhook /webhooks/${source} refused (401): ${check.reason}${refusedSince > 1 ? ` (${refusedSince} refusals since the last report)` : ""}`);
+						lastRefusalLog = Date.now();
+						refusedSince = 0;
+					}
 					return sendWebhookError(res, 401, "INVALID_SIGNATURE", check.reason);
 				}
 				const idempotencyKey = header(req, "idempotency-key");

@@ -6,7 +6,7 @@ import { Errors } from "moleculer";
 import type { ServiceBroker } from "moleculer";
 import { freePort, waitFor } from "../harness.ts";
 import { startTestNode, type TestNode } from "../support/node.ts";
-import { connectPublisher, deadLetterSink, reading, topicOf, type DeadLetterSink } from "../support/edge.ts";
+import { connectPublisher, deadLetterSink, edgeServices, reading, topicOf, type DeadLetterSink } from "../support/edge.ts";
 
 /** Makes the next `n` customers.handle calls fail as a store outage would, and logs what happens in order. */
 function injectOutage(broker: ServiceBroker, n: number, log: string[]): () => void {
@@ -35,7 +35,7 @@ describe("MQTT ingest on the embedded broker", () => {
 	let dead: DeadLetterSink;
 	before(async () => {
 		port = await freePort();
-		node = await startTestNode({ MQTT_PORT: String(port), MQTT_UNBOUND_DEVICES: "accept" });
+		node = await startTestNode({ SERVICES: edgeServices("ingest-mqtt"), MQTT_PORT: String(port), MQTT_UNBOUND_DEVICES: "accept" });
 		dead = await deadLetterSink(node.broker);
 	});
 	after(async () => {
@@ -105,7 +105,7 @@ describe("MQTT ingest on the embedded broker", () => {
 		const dataDir = node.dataDir;
 		await node.stop({ keepData: true });
 		assert.equal(acked, false, "no PUBACK for a reading that was never persisted");
-		node = await startTestNode({ MQTT_PORT: String(port), MQTT_UNBOUND_DEVICES: "accept" }, dataDir);
+		node = await startTestNode({ SERVICES: edgeServices("ingest-mqtt"), MQTT_PORT: String(port), MQTT_UNBOUND_DEVICES: "accept" }, dataDir);
 		dead = await deadLetterSink(node.broker);
 		try {
 			await published;
@@ -123,7 +123,7 @@ describe("MQTT ingest on the embedded broker", () => {
 
 describe("MQTT ingest with neither MQTT_URL nor MQTT_PORT", () => {
 	it("is off, and the node still starts", async () => {
-		const node = await startTestNode({});
+		const node = await startTestNode({ SERVICES: edgeServices("ingest-mqtt") });
 		try {
 			const svc = node.broker.getLocalService("ingest-mqtt") as unknown as { client: unknown; aedes: unknown };
 			assert.equal(svc.client, null);

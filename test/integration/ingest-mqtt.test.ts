@@ -6,7 +6,7 @@ import { Errors } from "moleculer";
 import type { MqttClient } from "mqtt";
 import { startMosquitto, waitFor, type ServerHandle } from "../harness.ts";
 import { startTestNode, type TestNode } from "../support/node.ts";
-import { connectPublisher, deadLetterSink, reading, restReady, topicOf, type DeadLetterSink } from "../support/edge.ts";
+import { connectPublisher, deadLetterSink, edgeServices, reading, restReady, topicOf, type DeadLetterSink } from "../support/edge.ts";
 
 interface IngestInternals {
 	client: MqttClient | null;
@@ -34,7 +34,7 @@ describe("MQTT ingest from mosquitto", () => {
 	before(async () => {
 		mosquitto = await startMosquitto();
 		// A shared subscription, as in a cluster.
-		node = await startTestNode({ MQTT_URL: mosquitto.url, NODE_ID: "mqtt-a", MQTT_SHARE_GROUP: "crm-ingest" });
+		node = await startTestNode({ SERVICES: edgeServices("ingest-mqtt"), MQTT_URL: mosquitto.url, NODE_ID: "mqtt-a", MQTT_SHARE_GROUP: "crm-ingest" });
 		await subscribed(node);
 		await restReady(node, "/api/v1/devices");
 		dead = await deadLetterSink(node.broker);
@@ -154,8 +154,8 @@ describe("MQTT shared subscription over two nodes", () => {
 	before(async () => {
 		mosquitto = await startMosquitto();
 		const env = { MQTT_URL: mosquitto.url, MQTT_UNBOUND_DEVICES: "accept", MQTT_SHARE_GROUP: "split" };
-		a = await startTestNode({ ...env, NODE_ID: "split-a" });
-		b = await startTestNode({ ...env, NODE_ID: "split-b" });
+		a = await startTestNode({ SERVICES: edgeServices("ingest-mqtt"), ...env, NODE_ID: "split-a" });
+		b = await startTestNode({ SERVICES: edgeServices("ingest-mqtt"), ...env, NODE_ID: "split-b" });
 		await Promise.all([subscribed(a), subscribed(b)]);
 	});
 	after(async () => {
@@ -197,7 +197,7 @@ describe("MQTT ingest across a mosquitto restart", () => {
 		mosquitto = await startMosquitto();
 		// The single-node default: a plain persistent subscription, which mosquitto keeps across its restart (it does
 		// not persist shared ones: see docs/ingestion.md).
-		node = await startTestNode({ MQTT_URL: mosquitto.url, NODE_ID: "restart-a", MQTT_UNBOUND_DEVICES: "accept" });
+		node = await startTestNode({ SERVICES: edgeServices("ingest-mqtt"), MQTT_URL: mosquitto.url, NODE_ID: "restart-a", MQTT_UNBOUND_DEVICES: "accept" });
 		await subscribed(node);
 	});
 	after(async () => {

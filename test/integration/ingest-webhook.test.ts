@@ -4,7 +4,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { startRedis, type ServerHandle } from "../harness.ts";
 import { cloudEvent, startTestNode, type TestNode } from "../support/node.ts";
-import { deadLetterSink, postWebhook, type DeadLetterSink } from "../support/edge.ts";
+import { deadLetterSink, edgeServices, postWebhook, type DeadLetterSink } from "../support/edge.ts";
 import { Redis } from "ioredis";
 
 const SECRET = "whsec-test-0123456789abcdef";
@@ -19,7 +19,7 @@ describe("webhooks on the embedded store", () => {
 	let node: TestNode;
 	let dead: DeadLetterSink;
 	before(async () => {
-		node = await startTestNode({ WEBHOOK_SECRET: SECRET, WEBHOOK_MAX_BODY_BYTES: String(256 * 1024) });
+		node = await startTestNode({ SERVICES: edgeServices("ingest-webhook"), WEBHOOK_SECRET: SECRET, WEBHOOK_MAX_BODY_BYTES: String(256 * 1024) });
 		dead = await deadLetterSink(node.broker);
 	});
 	after(async () => {
@@ -177,7 +177,7 @@ describe("webhooks on the embedded store", () => {
 
 describe("webhooks without WEBHOOK_SECRET", () => {
 	it("refuse every request with 503, signed or not", async () => {
-		const node = await startTestNode({});
+		const node = await startTestNode({ SERVICES: edgeServices("ingest-webhook") });
 		try {
 			const res = await postWebhook(node.baseUrl, "partner", JSON.stringify(cancel("wh-nosecret", "o-1")), { secret: "any-secret-0123456789" });
 			assert.equal(res.status, 503);
@@ -194,7 +194,7 @@ describe("webhook idempotency keys in Redis", () => {
 	let node: TestNode;
 	before(async () => {
 		redis = await startRedis();
-		node = await startTestNode({ WEBHOOK_SECRET: SECRET, REDIS_URL: redis.url, WEBHOOK_IDEMPOTENCY_TTL_S: "3600" });
+		node = await startTestNode({ SERVICES: edgeServices("ingest-webhook"), WEBHOOK_SECRET: SECRET, REDIS_URL: redis.url, WEBHOOK_IDEMPOTENCY_TTL_S: "3600" });
 	});
 	after(async () => {
 		await node?.stop();

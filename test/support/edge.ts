@@ -4,7 +4,16 @@ import type { IClientOptions, MqttClient } from "mqtt";
 import type { ServiceBroker } from "moleculer";
 import { signWebhook } from "../../models/webhook-signature.ts";
 import { waitFor } from "../harness.ts";
+import { ALL_SERVICES } from "../../bin/create-node.ts";
 import type { TestNode } from "./node.ts";
+
+/**
+ * SERVICES for an edge test node: what these tests exercise, plus the dead-letter service when this build has it
+ * (else deadLetterSink stands in). Fewer services start faster and keep other areas' start-up out of these tests.
+ */
+export function edgeServices(...names: string[]): string {
+	return ["customers", "api", "devices", ...names, ...(ALL_SERVICES.includes("deadLetters") ? ["deadLetters"] : [])].join(",");
+}
 
 /** The api service publishes other services' REST actions a moment after they start: wait for one to answer. */
 export async function restReady(node: TestNode, pathname: string): Promise<void> {
