@@ -22,6 +22,7 @@ import { createOpportunitiesService } from "../services/opportunities.service.ts
 import { createScoringService } from "../services/scoring.service.ts";
 import { createIngestFilesService } from "../services/ingest-files.service.ts";
 import { createIngestErpService } from "../services/ingest-erp.service.ts";
+import { createIngestLogsService } from "../services/ingest-logs.service.ts";
 
 interface NodeContext {
 	config: Config;
@@ -56,7 +57,8 @@ const SERVICE_FACTORIES: Record<string, (ctx: NodeContext) => ServiceSchema | Pr
 	"ingest-files": ({ config }) => createIngestFilesService(config),
 	"ingest-erp": ({ config }) => createIngestErpService(config),
 	deadLetters: ({ config }) => createDeadLettersService(config),
-	"ingest-nats": ({ config }) => createIngestNatsService(config)
+	"ingest-nats": ({ config }) => createIngestNatsService(config),
+	"ingest-logs": ({ config }) => createIngestLogsService(config)
 };
 
 export const ALL_SERVICES = Object.keys(SERVICE_FACTORIES);

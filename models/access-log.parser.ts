@@ -25,9 +25,18 @@ export const DEFAULT_MAX_LINES = 500;
 
 const NGINX_START = /^\S+ \S+ \S+ \[/;
 
-/** Does this line begin a new entry? Everything else continues the previous one (stack traces, pretty JSON). */
+/** Does this line begin a new entry? */
 export function startsEntry(format: LogFormat, line: string): boolean {
 	return format === "json" ? line.startsWith("{") : NGINX_START.test(line);
+}
+
+/**
+ * Can this line continue the open entry? JSON: any line not starting with "{" (pretty-printed JSON, a stack trace
+ * after the entry). nginx writes one line per request: only an indented line continues; anything else is an entry
+ * of its own (and, if it is not a request line, malformed — never silently swallowed).
+ */
+export function continuesEntry(format: LogFormat, line: string): boolean {
+	return format === "json" ? !line.startsWith("{") : /^\s/.test(line);
 }
 
 /**
@@ -56,7 +65,7 @@ export class EntryMerger {
 		const out: LogEntry[] = [];
 		const p = this.pending;
 		// A continuation needs an open entry; one arriving without any is an entry of its own (and malformed).
-		if (p === null || startsEntry(this.format, line)) {
+		if (p === null || startsEntry(this.format, line) || !continuesEntry(this.format, line)) {
 			if (p !== null) out.push(this.close());
 			this.pending = { lines: [line], chars: line.length, start, end, oversize: line.length > this.maxEntryChars };
 			if (this.pending.oversize) this.pending.lines = [line.slice(0, this.maxEntryChars)];

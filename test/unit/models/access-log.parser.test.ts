@@ -80,3 +80,12 @@ describe("JSON lines", () => {
 	];
 	for (const [name, text, expected] of table) it(name, () => assert.deepEqual(interpretEntry("json", entry(text), opts), expected));
 });
+
+describe("nginx entries", () => {
+	it("a line that is not a request line is an entry of its own, never swallowed by the one before", () => {
+		const ok = "1.2.3.4 - - [01/Jan/2026:00:00:00 +0000] \"GET /?cid=c1 HTTP/1.1\" 200 1 \"-\" \"ua\"";
+		const entries = merge("nginx", [ok, "garbage after it", "  indented continuation"]);
+		assert.deepEqual(entries.map(e => e.text), [ok, "garbage after it\n  indented continuation"]);
+		assert.equal(interpretEntry("nginx", entries[1], opts).kind, "malformed");
+	});
+});
