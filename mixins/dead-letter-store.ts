@@ -61,6 +61,18 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /**
+ * The payload as stored: unchanged when its JSON fits in `maxBytes`, else a prefix of its text (cut on a character
+ * boundary) marked truncated — a dead letter is always kept, even for an input too large to keep whole.
+ */
+export function capPayload(payload: unknown, maxBytes: number): { payload: unknown; truncated?: true } {
+	const text = typeof payload === "string" ? payload : JSON.stringify(payload) ?? "null";
+	if (encoder.encode(JSON.stringify(payload ?? null)).length <= maxBytes) return { payload };
+	let keep = Math.min(text.length, maxBytes);
+	while (keep > 0 && encoder.encode(JSON.stringify(text.slice(0, keep))).length > maxBytes) keep = Math.floor(keep * 0.9);
+	return { payload: text.slice(0, keep), truncated: true };
+}
+
+/**
  * Serialises a record to at most `maxBytes`, cutting the payload (as text) when it does not fit: a dead letter is
  * always stored, even for an input too large to keep whole.
  */

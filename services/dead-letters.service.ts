@@ -8,6 +8,7 @@ import { LabelBudget, reasonLabel } from "../actors/dead-letter-reason.ts";
 import { M } from "../mixins/metrics.mixin.ts";
 import { connectNats } from "../mixins/nats-connection.ts";
 import {
+	capPayload,
 	JetStreamDeadLetterStore,
 	NedbDeadLetterStore,
 	type DeadLetter,
@@ -140,7 +141,7 @@ export function createDeadLettersService(config: Config): ServiceSchema {
 						source: p.source,
 						reason,
 						reasonCode,
-						payload: p.payload ?? null,
+						...capPayload(p.payload ?? null, cfg.maxPayloadBytes),
 						recordedAt: new Date().toISOString(),
 						...(p.payloadEncoding ? { payloadEncoding: p.payloadEncoding } : {}),
 						...(p.retryAction ? { retryAction: p.retryAction } : {}),
@@ -195,7 +196,14 @@ export function createDeadLettersService(config: Config): ServiceSchema {
 					}
 					let via: RetryResult["via"];
 					if (dl.retryAction) {
-						await ctx.call(dl.retryAction, { payload: dl.payload });
+						try {
+							await ctx.call(dl.retryAction, { payload: dl.payload });
+						} catch (err) {
+							// The dead letter stays; the caller sees why (a client error passes through as is).
+							if ((err as Errors.MoleculerError).code >= 400 && (err as Errors.MoleculerError).code < 500) throw err;
+							// Not retryable: the broker must not retry the whole retry on its own.
+							throw new Errors.MoleculerError(`retrying dead letter ${dl.id} through ${dl.retryAction} failed: ${(err as Error).message}`, 502, "DEAD_LETTER_RETRY_FAILED", { id: dl.id });
+						}
 						via = "action";
 					} else if (dl.subject && REPUBLISH_SUBJECT.test(dl.subject)) {
 						if (!this.nc) throw new Errors.MoleculerClientError(`dead letter ${dl.id} came from NATS, but NATS_URL is not set`, 409, "DEAD_LETTER_NOT_RETRYABLE", { id: dl.id });
