@@ -264,8 +264,14 @@ export class ErpSync {
 						try {
 							this.tally(summary.tally, await deliverEvent(this.broker, event, { signal, caller: CALLER }));
 						} catch (err) {
-							if (err instanceof DeliveryRejected) await this.deadLetter(summary.tally, payload, `rejected by the customer actor: ${err.message}`);
-							else throw err;
+							try {
+								if (!(err instanceof DeliveryRejected)) throw err;
+								await this.deadLetter(summary.tally, payload, `rejected by the customer actor: ${err.message}`);
+							} catch (e) {
+								// The first unavailable row stops the run: later rows skip instead of each waiting out its retries.
+								if (e instanceof DeliveryUnavailable) unavailable ??= e;
+								else throw e;
+							}
 						}
 					});
 				} catch (err) {

@@ -396,8 +396,14 @@ export class FileInbox {
 					try {
 						this.tally(report, await deliverEvent(this.broker, event, { signal, caller: CALLER }));
 					} catch (err) {
-						if (err instanceof DeliveryRejected) await this.deadLetter(report, payload, `rejected by the customer actor: ${err.message}`);
-						else throw err;
+						try {
+							if (!(err instanceof DeliveryRejected)) throw err;
+							await this.deadLetter(report, payload, `rejected by the customer actor: ${err.message}`);
+						} catch (e) {
+							// The first unavailable row stops the file: later rows skip instead of each waiting out its retries.
+							if (e instanceof DeliveryUnavailable) unavailable ??= e;
+							else throw e;
+						}
 					}
 				});
 			} catch (err) {

@@ -15,7 +15,7 @@ import { EntryMerger, interpretEntry, LOG_FORMATS, type LogEntry, type LogFormat
 import { maskPii } from "../models/pii.mask.ts";
 import { KeyedQueue } from "../mixins/keyed.queue.ts";
 import {
-	addToTally, countItem, deliverEvent, DeliveryRejected, newTally, recordDeadLetter, type ItemOutcome, type Tally
+	addToTally, countItem, deliverEvent, DeliveryRejected, DeliveryUnavailable, newTally, recordDeadLetter, type ItemOutcome, type Tally
 } from "../mixins/source-delivery.ts";
 import { createSourceStateStore, type SourceStateStore } from "../mixins/source-state.store.ts";
 
@@ -313,7 +313,9 @@ export class LogTail {
 	private async handle(entries: LogEntry[]): Promise<void> {
 		if (entries.length > 0) {
 			const queue = new KeyedQueue(this.concurrency);
+			let unavailable: DeliveryUnavailable | null = null;
 			for (const entry of entries) {
+				if (unavailable) break;
 				const prepared = prepareEntry(this.src, entry, this.ino, this.cfg.customerParam);
 				if (prepared.kind === "skip") {
 					this.skipped[prepared.reason] = (this.skipped[prepared.reason] ?? 0) + 1;
@@ -326,16 +328,23 @@ export class LogTail {
 				}
 				const event = prepared.event;
 				await queue.push(event.subject, async () => {
+					if (unavailable) return;
 					try {
 						this.count(await deliverEvent(this.broker, event, { signal: this.signal, caller: CALLER }));
 					} catch (err) {
-						if (err instanceof DeliveryRejected) await this.deadLetter(entry, `rejected by the customer actor: ${err.message}`);
-						else throw err;
+						try {
+							if (!(err instanceof DeliveryRejected)) throw err;
+							await this.deadLetter(entry, `rejected by the customer actor: ${err.message}`);
+						} catch (e) {
+							if (e instanceof DeliveryUnavailable) unavailable ??= e;
+							else throw e;
+						}
 					}
 				});
 			}
-			// A DeliveryUnavailable from any entry propagates: the offset stays, the next poll re-reads (ids de-duplicate).
 			await queue.drain();
+			// The offset stays where it was: the next poll re-reads these entries (their ids make the re-sent ones duplicates).
+			if (unavailable) throw unavailable;
 		}
 		await this.commit(false);
 		this.progress();
