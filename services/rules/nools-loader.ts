@@ -40,6 +40,7 @@ export interface NoolsSession {
 	modify(fact: object, cb?: (this: object) => void): object;
 	match(): Promise<void>;
 	dispose(): void;
+	halt(): void;
 	on(event: "fire", listener: (ruleName: string) => void): void;
 	agenda: { isEmpty(): boolean; fireNext(): unknown };
 }

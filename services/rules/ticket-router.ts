@@ -7,6 +7,9 @@ export const TICKET_ROUTING_FILE = "ticket-routing.nools";
 /** Candidate agents beyond this many are not offered to a session: its `not` joins grow with the square. */
 export const MAX_CANDIDATES = 500;
 
+/** Firings after which a session is halted: one rule should decide, a few more mean a rule re-fires. */
+const MAX_FIRINGS = 10;
+
 export interface RoutingTicketInput {
 	id: string;
 	customerId: string;
@@ -87,14 +90,20 @@ export class TicketRouter {
 		for (const a of agents.slice(0, MAX_CANDIDATES)) facts.push(new Agent(a));
 		const session = this.loaded.flow.getSession(...facts);
 		const fired: string[] = [];
-		session.on("fire", name => fired.push(name));
+		session.on("fire", name => {
+			// A rule that re-fires after its own modify would loop forever (nools has no no-loop): stop it.
+			if (fired.push(name) >= MAX_FIRINGS) session.halt();
+		});
 		try {
 			await session.match();
 		} finally {
 			session.dispose();
 		}
 		// The guards let exactly one rule change the ticket; a second firing would be a rule-file bug worth seeing.
-		if (fired.length > 1) throw new Error(`ticket routing: rules ${fired.join(", ")} all fired for ticket ${ticket.id}; each rule must check t.assignee == null && t.queued == false`);
+		if (fired.length > 1) {
+			const names = [...new Set(fired)].join(", ");
+			throw new Error(`ticket routing: rules ${names} all fired for ticket ${ticket.id} (${fired.length} firings); every rule must first check t.assignee == null && t.queued == false`);
+		}
 		return { assignee: t.assignee, rule: fired[0] ?? null };
 	}
 
