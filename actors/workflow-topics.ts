@@ -62,8 +62,14 @@ function isServiceMissing(err: unknown): boolean {
 	return type === "SERVICE_NOT_FOUND" || type === "SERVICE_NOT_AVAILABLE";
 }
 
+/** The entity does not exist (a 404 from the service itself, not Moleculer's "no such service", also a 404). */
 function isNotFound(err: unknown): boolean {
-	return (err as { code?: number } | null)?.code === 404;
+	return (err as { code?: number } | null)?.code === 404 && !isServiceMissing(err);
+}
+
+/** The action's service runs nowhere: a failure (retried, then an incident) that names the missing service. */
+function serviceMissing(action: string, err: unknown): Error {
+	return new Error(`${action} is not available (no node runs the ${action.split(".")[0]} service): ${(err as Error).message}`);
 }
 
 /** A unique key for a side effect of one task in one instance, so receivers can drop a repeated one. */
@@ -128,6 +134,7 @@ export const TOPIC_HANDLERS: Readonly<Record<string, TopicHandler>> = {
 		try {
 			await call("opportunities.change", { id: opportunityId, stage });
 		} catch (err) {
+			if (isServiceMissing(err)) throw serviceMissing("opportunities.change", err);
 			if (isNotFound(err)) throw new TopicBpmnError(BPMN_ERRORS.opportunityMissing, `opportunity ${opportunityId} does not exist`);
 			throw err;
 		}

@@ -70,9 +70,11 @@ function instanceStore(svc: WorkflowsService): InstanceStore {
 	};
 }
 
-export function createWorkflowsService(config: Config): ServiceSchema {
+/** Loads bpmn/ first: a broken BPMN file fails the node's creation with its name and the reason. */
+export async function createWorkflowsService(config: Config): Promise<ServiceSchema> {
 	const a = config.automation;
 	const camundaUrl = config.camundaUrl;
+	const definitions = await loadBpmnDir(a.bpmnDir);
 	return {
 		name: "workflows",
 		mixins: camundaUrl ? [] : [DbMixin({ collection: "workflow_instances", config, indexes: ["status", "customerId", "businessKey"] }) as ServiceSchema],
@@ -231,12 +233,11 @@ export function createWorkflowsService(config: Config): ServiceSchema {
 				return next;
 			}
 		},
-		async created(this: WorkflowsService) {
+		created(this: WorkflowsService) {
 			this.startQueues = new Map();
+			this.definitions = definitions;
 		},
 		async started(this: WorkflowsService) {
-			// A broken BPMN file fails the start with its name and the reason.
-			this.definitions = await loadBpmnDir(a.bpmnDir);
 			const deps: TopicDeps = {
 				call: (action, params) => this.broker.call(action, params),
 				emit: (event, payload) => void this.broker.emit(event, payload),
