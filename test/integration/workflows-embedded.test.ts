@@ -37,7 +37,7 @@ void describe("embedded engine: stop and resume", () => {
 		const store = memoryStore();
 		const calls: TopicTask[] = [];
 		let answerFirst: (v: Vars) => void = () => {};
-		const first = engine(store, (topic, task) => {
+		const first = engine(store, (_topic, task) => {
 			calls.push(task);
 			return new Promise<Vars>(resolve => {
 				answerFirst = resolve;
