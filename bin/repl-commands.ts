@@ -3,6 +3,7 @@
 import type { BrokerOptions, ServiceBroker } from "moleculer";
 import { shardMembers } from "../mixins/sharded-actor.mixin.ts";
 import { ownerOf } from "../actors/sharding.ts";
+import { AUTOMATION_COMMANDS } from "./automation.repl.ts";
 
 /** What moleculer-repl passes to a command: positional arguments by name, flags under `options`. */
 export interface ReplArgs {
@@ -200,5 +201,6 @@ export function toReplCommand(cmd: TextCommand): ReplCustomCommand {
 
 /** Every custom REPL command (moleculer.config.ts `replOptions.customCommands`); add your area's with one import. */
 export const REPL_COMMANDS: ReplCustomCommand[] = [
-	...CLUSTER_COMMANDS.map(toReplCommand)
+	...CLUSTER_COMMANDS.map(toReplCommand),
+	...AUTOMATION_COMMANDS.map(toReplCommand)
 ];
