@@ -132,9 +132,10 @@ export function createAgentsService(config: Config, now: () => number = Date.now
 			postAgent: {
 				rest: "POST /agents",
 				params: { body: { type: "object", props: CREATE_SCHEMA, strict: true } },
-				async handler(this: AgentsService, ctx: Context<RestParams<CreateAgentParams>, { $statusCode?: number }>): Promise<Agent> {
+				async handler(this: AgentsService, ctx: Context<RestParams<CreateAgentParams>, { $statusCode?: number; $location?: string }>): Promise<Agent> {
 					const created = await this.addAgent(ctx.params.body);
 					ctx.meta.$statusCode = 201;
+					ctx.meta.$location = `/api/v1/agents/${encodeURIComponent(created.id)}`;
 					return created;
 				}
 			},

@@ -152,9 +152,10 @@ export function createTicketsService(config: Config, now: () => number = Date.no
 			postTicket: {
 				rest: "POST /tickets",
 				params: { body: { type: "object", props: OPEN_SCHEMA, strict: true } },
-				async handler(this: TicketsService, ctx: Context<RestParams<OpenTicketParams>, { $statusCode?: number }>): Promise<OpenedTicket> {
+				async handler(this: TicketsService, ctx: Context<RestParams<OpenTicketParams>, { $statusCode?: number; $location?: string }>): Promise<OpenedTicket> {
 					const { opened, created } = await this.openTicket(ctx, ctx.params.body);
 					ctx.meta.$statusCode = created ? 201 : 200;
+					if (created) ctx.meta.$location = `/api/v1/tickets/${encodeURIComponent(opened.ticket.id)}`;
 					return opened;
 				}
 			},

@@ -169,9 +169,10 @@ export async function createWorkflowsService(config: Config): Promise<ServiceSch
 						props: { processKey: KEY, customerId: CUSTOMER_ID, businessKey: { ...KEY, optional: true }, variables: VARIABLES, unique: { type: "boolean", optional: true } }
 					}
 				},
-				async handler(this: WorkflowsService, ctx: Context<RestParams<{ processKey: string; customerId: string; businessKey?: string; variables?: Vars; unique?: boolean }>, { $statusCode?: number }>) {
+				async handler(this: WorkflowsService, ctx: Context<RestParams<{ processKey: string; customerId: string; businessKey?: string; variables?: Vars; unique?: boolean }>, { $statusCode?: number; $location?: string }>) {
 					const view = await ctx.call<ProcessView, object>("workflows.start", ctx.params.body);
 					ctx.meta.$statusCode = 201;
+					ctx.meta.$location = `/api/v1/processes?businessKey=${encodeURIComponent(view.businessKey ?? "")}`;
 					return view;
 				}
 			},
