@@ -246,7 +246,8 @@ export function createTicketsService(config: Config, now: () => number = Date.no
 					if (ticket.assignee) await ctx.call("agents.adjustLoad", { id: ticket.assignee, delta: -1 });
 				}
 				await this.tellActor(ctx, ticket, "resolved");
-				if (changed > 0) void this.broker.emit(TICKET_RESOLVED_EVENT, { ticket });
+				// Broadcast: with embedded workflow engines the escalation waiting for it lives on one node, any node.
+				if (changed > 0) void this.broker.broadcast(TICKET_RESOLVED_EVENT, { ticket });
 				return ticket;
 			},
 
