@@ -7,7 +7,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import Redis from "ioredis";
+import { Redis } from "ioredis";
 import { ActorHost } from "../actors/host/actor-host.ts";
 import type { ActorStore } from "../actors/host/actor-store.ts";
 import { createActorStore } from "../actors/host/store-factory.ts";
