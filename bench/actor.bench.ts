@@ -16,6 +16,8 @@ import type { ChurnScorer, ReduceContext } from "../actors/customer-actor.types.
 import type { CloudEvent } from "../models/cloud-event.ts";
 import { eventKey } from "../models/cloud-event.ts";
 import { loadChurnScorer } from "../ml/churn-scorer.ts";
+import { loadRiskRules } from "../services/rules/risk-rules.ts";
+import type { RiskRulesFn } from "../actors/risk-rules.ts";
 import { startRedis, type ServerHandle } from "../test/harness.ts";
 
 const { values: args } = parseArgs({
@@ -37,7 +39,10 @@ const INFLIGHT = Number(args.inflight);
 
 const churnScorer: ChurnScorer | null = loadChurnScorer("ml/models/churn-telco.json");
 const settings = { risk: { decayAfterMs: 30 * 24 * 3600_000, decayKeep: 0.5, churnWeight: 30 }, dedupWindow: 64 };
-const ctxWith = (scorer: ChurnScorer | null) => (now: number): ReduceContext => ({ now, ...settings, churnScorer: scorer ?? undefined });
+// The node's default: rules/risk.nools compiled into a table the actor evaluates in its turn.
+const riskTable = loadRiskRules("rules/risk.nools", "table");
+const ctxWith = (scorer: ChurnScorer | null, riskRules: RiskRulesFn = riskTable.evaluate) => (now: number): ReduceContext =>
+	({ now, ...settings, churnScorer: scorer ?? undefined, riskRules });
 
 const PROFILE = { contract: "Month-to-month", tenureMonths: 5, monthlyCharges: 80.5, totalCharges: 402.5, internetService: "Fiber optic", paymentMethod: "Electronic check", paperlessBilling: true, seniorCitizen: false, partner: false, dependents: false, phoneService: true, multipleLines: "No", onlineSecurity: "No", onlineBackup: "No", deviceProtection: "No", techSupport: "No", streamingTV: "Yes", streamingMovies: "No", gender: "Female" };
 
@@ -133,8 +138,8 @@ function heapUsed(): number {
 	return process.memoryUsage().heapUsed;
 }
 
-function reducerCost(events: CloudEvent[][], scorer: ChurnScorer | null): number {
-	const ctx = ctxWith(scorer)(Date.now());
+function reducerCost(events: CloudEvent[][], scorer: ChurnScorer | null, riskRules?: RiskRulesFn): number {
+	const ctx = ctxWith(scorer, riskRules)(Date.now());
 	const start = performance.now();
 	let n = 0;
 	for (const list of events) {
@@ -156,7 +161,12 @@ async function main(): Promise<void> {
 	const redisUrl = redis?.url ?? "";
 	console.log(`crm-actors actor benchmark — ${cpus().length} cores, node ${process.version}, ${CUSTOMERS * EVENTS} events per run, ${INFLIGHT} in flight, redis appendfsync ${args.fsync}`);
 	const spread = workload(CUSTOMERS, EVENTS);
-	console.log(`reducer alone: ${reducerCost(spread, null).toFixed(2)} µs/event without the churn model, ${reducerCost(spread, churnScorer).toFixed(2)} µs/event with it (scored on relevant events only)`);
+	const session = loadRiskRules("rules/risk.nools", "nools");
+	reducerCost(spread, churnScorer);
+	console.log(`reducer alone (µs/event): ${reducerCost(spread, null).toFixed(2)} with risk.nools as a table, no churn model; ` +
+		`${reducerCost(spread, churnScorer).toFixed(2)} with the churn model (scored on relevant events only); ` +
+		`${reducerCost(spread, churnScorer, session.evaluate).toFixed(2)} with risk.nools on a nools session (RISK_RULES_ENGINE=nools)`);
+	session.dispose();
 	const rows: string[][] = [];
 	for (const wl of WORKLOADS) for (const kind of kinds) {
 		const events = workload(wl.customers, wl.events);
