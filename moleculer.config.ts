@@ -74,6 +74,9 @@ export function brokerOptions(config: Config): BrokerOptions {
 	return {
 		namespace: "crm",
 		nodeID: config.nodeId,
+		// bin/start.ts and bin/cluster.ts stop the broker on SIGINT/SIGTERM themselves; Moleculer's own handlers would
+		// run a second, concurrent stop, and two stops closing the same NATS connections hang the node forever.
+		skipProcessEventRegistration: true,
 		transporter: config.transporter === undefined
 			? null
 			: { type: "NATS", options: natsTransporterOptions(config.transporter, cluster) } as BrokerOptions["transporter"],

@@ -412,7 +412,8 @@ export function MetricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
 			}
 			return Promise.resolve();
 		},
-		stopped() {
+		// Before the services stop: a collection must not call into a service that is shutting down.
+		stopping() {
 			if (timer) clearInterval(timer);
 			if (workflowsTimer) clearInterval(workflowsTimer);
 			timer = null;
@@ -492,6 +493,7 @@ export function MetricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
 async function countWorkflows(broker: ServiceBroker, reg: Registry): Promise<void> {
 	if (!broker.getLocalService("workflows")) return;
 	for (const state of WORKFLOW_STATES) {
+		if (!broker.started) return;
 		try {
 			const list = await broker.call<unknown[], object>("workflows.processes", { state, limit: 1000 }, { nodeID: broker.nodeID, timeout: 5000, retries: 0 });
 			safely(() => reg.set(M.workflowInstances, Array.isArray(list) ? list.length : 0, { state }));

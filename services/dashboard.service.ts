@@ -116,7 +116,11 @@ export interface DashboardSummary {
 	nodes: DashboardNode[];
 	sources: string[];
 	rate: { bucketMs: number; buckets: Array<{ t: number; bySource: Record<string, number> }> };
-	totals: { received: number; applied: number; duplicates: number; failed: number; activeActors: number; customers: number | null };
+	totals: {
+		received: number; applied: number; duplicates: number; failed: number; activeActors: number; customers: number | null;
+		/** Since the nodes started, summed over the nodes. */
+		bySource: Record<string, { received: number; applied: number; duplicates: number; failed: number }>;
+	};
 	risk: {
 		total: number | null;
 		covered: number | null;
@@ -230,7 +234,7 @@ export function createDashboardService(_config: Config): ServiceSchema {
 		const sources = new Set<string>();
 		const buckets = new Map<number, Record<string, number>>();
 		let bucketMs = 10_000;
-		const totals: DashboardSummary["totals"] = { received: 0, applied: 0, duplicates: 0, failed: 0, activeActors: 0, customers: null };
+		const totals: DashboardSummary["totals"] = { received: 0, applied: 0, duplicates: 0, failed: 0, activeActors: 0, customers: null, bySource: {} };
 		const countedSinceStart: Record<string, number> = {};
 		const outNodes: DashboardNode[] = perNode.map(({ n, services, hostsCustomers, snap, stats }) => {
 			const sum = { received: 0, applied: 0, duplicates: 0, failed: 0 };
@@ -238,6 +242,11 @@ export function createDashboardService(_config: Config): ServiceSchema {
 				bucketMs = snap.rate.bucketMs;
 				for (const [source, c] of Object.entries(snap.bySource)) {
 					sources.add(source);
+					const t = (totals.bySource[source] ??= { received: 0, applied: 0, duplicates: 0, failed: 0 });
+					t.received += c.received;
+					t.applied += c.applied;
+					t.duplicates += c.duplicates;
+					t.failed += c.failed;
 					sum.received += c.received;
 					sum.applied += c.applied;
 					sum.duplicates += c.duplicates;
