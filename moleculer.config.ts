@@ -1,7 +1,7 @@
 // Broker options built from the config module: transporter, routing strategy, validator, metrics, logging.
 import { readFileSync } from "node:fs";
 import { Discoverers } from "moleculer";
-import type { BrokerOptions } from "moleculer";
+import type { BrokerOptions, Middleware, ServiceSchema } from "moleculer";
 import { credsAuthenticator, nkeyAuthenticator, type ConnectionOptions } from "nats";
 import type { Config } from "./config/index.ts";
 import type { ClusterConfig } from "./config/cluster.config.ts";
@@ -69,6 +69,23 @@ export function tracingOptions(t: TracingConfig): BrokerOptions["tracing"] {
 	} as BrokerOptions["tracing"];
 }
 
+/**
+ * Moleculer's own events (`$services.changed`, `$node.connected`, …) are bookkeeping, not requests: with event
+ * tracing on they would bury every real trace. Their handlers are created untraced.
+ */
+export const UntracedInternalEvents: Middleware = {
+	name: "UntracedInternalEvents",
+	serviceCreating(_service, schema: ServiceSchema) {
+		const events = schema.events;
+		if (!events) return;
+		for (const [name, def] of Object.entries(events)) {
+			if (!name.startsWith("$")) continue;
+			// `tracing` is read by Moleculer's tracing middleware but missing from its EventSchema type.
+			events[name] = (typeof def === "function" ? { handler: def, tracing: false } : { ...def, tracing: false }) as typeof def;
+		}
+	}
+};
+
 export function brokerOptions(config: Config): BrokerOptions {
 	const cluster = config.cluster;
 	return {
@@ -100,7 +117,7 @@ export function brokerOptions(config: Config): BrokerOptions {
 			? { enabled: false }
 			: { enabled: true, reporter: [new PrometheusReporter({ port: config.metricsPort, path: "/metrics" })] } as unknown as BrokerOptions["metrics"],
 		tracing: tracingOptions(config.observability.tracing),
-		middlewares: [MetricsMiddleware()],
+		middlewares: [MetricsMiddleware(), ...(config.observability.tracing.exporter === "off" ? [] : [UntracedInternalEvents])],
 		replOptions: { customCommands: REPL_COMMANDS, delimiter: "crm $" }
 	};
 }

@@ -113,10 +113,11 @@ const POSITIVE_TEXTS = ["Thanks, the new plan works great!", "Support fixed it q
 const NEUTRAL_TEXTS = ["Asked about the roaming options.", "Wanted to know when the bill is due.", "Changed the billing address."];
 
 /**
- * Customers active at any one time: a few hundred customers get many events each (their risk visibly moves within
- * minutes) and one of them is swapped for another every ROTATE_EVERY events, as real traffic drifts.
+ * Customers active at any one time: `rate × ACTIVE_SECONDS_PER_EVENT` of them, so each gets an event every ~8 s
+ * whatever the rate (their risk visibly moves within minutes); one is swapped for another every ROTATE_EVERY events,
+ * as real traffic drifts.
  */
-const ACTIVE_SET = 400;
+const ACTIVE_SECONDS_PER_EVENT = 8;
 const ROTATE_EVERY = 25;
 
 export class DemoStream {
@@ -127,13 +128,14 @@ export class DemoStream {
 	private readonly run: string;
 	private seq = 0;
 
-	constructor(customers: Array<{ id: string; churner: boolean }>, seed: number, run: string) {
+	constructor(customers: Array<{ id: string; churner: boolean }>, seed: number, run: string, rate = 50) {
 		this.rand = rng(seed);
 		const all = customers.map(c => ({ ...c, openOrders: [], openTickets: [] }));
 		this.churners = all.filter(c => c.churner);
 		this.loyal = all.filter(c => !c.churner);
 		this.run = run;
-		for (let i = 0; i < Math.min(ACTIVE_SET, all.length); i++) this.active.push(this.draw());
+		const size = Math.min(all.length, Math.max(100, Math.round(rate * ACTIVE_SECONDS_PER_EVENT)));
+		for (let i = 0; i < size; i++) this.active.push(this.draw());
 	}
 
 	/** A customer for the active set: churners drawn more often than their 27 % share of the data. */
@@ -557,7 +559,7 @@ async function main(): Promise<void> {
 	} catch (err) {
 		console.error(`JetStream publishing off (${(err as Error).message}): every event goes over the API`);
 	}
-	const stream = new DemoStream(customers, args.seed, run);
+	const stream = new DemoStream(customers, args.seed, run, args.rate);
 	const bar = new Progress("replay");
 	const counts = { api: 0, nats: 0, broken: 0, accepted: 0, duplicates: 0, errors: 0 };
 	const started = Date.now();

@@ -37,8 +37,8 @@ export const M = {
 	applyDuration: "crm_apply_duration_seconds",
 	persistDuration: "crm_persist_duration_seconds",
 	commitBatch: "crm_persist_batch_writes",
-	// Set by services/ingest-nats.service.ts on the node leading the consumer (its name, kept: one series, not two).
-	jetstreamLag: "crm_ingest_nats_consumer_lag",
+	// Set by services/ingest-nats.service.ts on the node leading the shared consumer.
+	jetstreamLag: "crm_jetstream_consumer_lag",
 	ruleFirings: "crm_rule_firings_total",
 	workflowInstances: "crm_workflow_instances"
 } as const;

@@ -195,7 +195,7 @@ async function deadLetterSummary(ctx: Context, countedSinceStart: Record<string,
 	out.available = true;
 	out.scanned = items.length;
 	out.byReason = [...groups.values()].sort((a, b) => b.count - a.count);
-	out.recent = items.slice(0, 20).map(d => ({ id: d.id, source: d.source, reason: d.reason, recordedAt: d.recordedAt }));
+	out.recent = items.slice(0, 10).map(d => ({ id: d.id, source: d.source, reason: d.reason, recordedAt: d.recordedAt }));
 	return out;
 }
 
