@@ -503,11 +503,6 @@ async function countWorkflows(broker: ServiceBroker, reg: Registry): Promise<voi
 	}
 }
 
-/** For callers outside the middleware (e.g. a rules engine): counts one rule firing when metrics are on. */
-export function countRuleFiring(broker: ServiceBroker, rule: string): void {
-	if (!broker.isMetricsEnabled() || !broker.metrics.hasMetric(M.ruleFirings)) return;
-	safely(() => broker.metrics.increment(M.ruleFirings, { rule }));
-}
 
 interface HistogramItem { labels: Record<string, unknown>; count: number; sum: number; buckets?: Record<string, number> }
 

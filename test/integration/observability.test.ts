@@ -18,6 +18,9 @@ function parseMetrics(text: string): Map<string, number> {
 	return out;
 }
 
+// Event times are now: older ones would make the inactivity-decay reminders due at once, adding turns to the counts.
+const now = () => ({ time: new Date().toISOString() });
+
 describe("metrics endpoint", () => {
 	let node: TestNode;
 	let metricsUrl: string;
@@ -32,7 +35,7 @@ describe("metrics endpoint", () => {
 
 	it("shows events in, applied and duplicates per source, actor gauges and latency histograms", async () => {
 		const events = Array.from({ length: 12 }, (_, i) =>
-			cloudEvent("crm.order.status_changed", `met-${i % 4}`, { orderId: `o-${i}`, newStatus: i % 3 === 0 ? "CANCELLED" : "PAID" }));
+			cloudEvent("crm.order.status_changed", `met-${i % 4}`, { orderId: `o-${i}`, newStatus: i % 3 === 0 ? "CANCELLED" : "PAID" }, now()));
 		assert.equal((await node.api("/api/v1/events", { method: "POST", json: events })).status, 202);
 		assert.deepEqual((await node.api("/api/v1/events", { method: "POST", json: events.slice(0, 2) })).body, { accepted: 0, duplicates: 2 });
 		// A call without a calling service (a script) counts as "direct"; an invalid one counts as failed.
@@ -61,10 +64,23 @@ describe("metrics endpoint", () => {
 		assert.equal(m.get('crm_handle_duration_seconds_count{source="api"}'), 6, "one observation per handle call (4 + 2 customers)");
 	});
 
+	it("counts the risk-threshold rule when a customer's risk crosses it", async () => {
+		// Seven cancelled orders: 70 points, over the default threshold of 60.
+		const events = Array.from({ length: 7 }, (_, i) => cloudEvent("crm.order.status_changed", "met-hot", { orderId: `h-${i}`, newStatus: "CANCELLED" }, now()));
+		assert.equal((await node.api("/api/v1/events", { method: "POST", json: events })).status, 202);
+		await waitFor(async () => parseMetrics(await (await fetch(metricsUrl)).text()).get('crm_rule_firings_total{rule="risk.threshold"}') === 1,
+			{ message: "no risk.threshold firing counted" });
+	});
+
 	it("the per-node window behind the dashboard counts the same events", async () => {
-		const snap = await node.broker.call<{ bySource: Record<string, { received: number }>; actors: { active: number } }>("$crm-metrics.snapshot");
-		assert.equal(snap.bySource.api.received, 14);
-		assert.equal(snap.actors.active, 4);
+		type Snapshot = { bySource: Record<string, { received: number }>; actors: { active: number } };
+		let snap: Snapshot | undefined;
+		// The actor gauges are read once a second.
+		await waitFor(async () => {
+			snap = await node.broker.call<Snapshot>("$crm-metrics.snapshot");
+			return snap.actors.active === 5;
+		}, { message: "the snapshot never showed 5 active actors" });
+		assert.equal(snap?.bySource.api.received, 21);
 	});
 });
 
@@ -90,7 +106,7 @@ describe("tracing", () => {
 	});
 
 	it("follows an event from the API through the actor to a handler of its effect under one trace id", async () => {
-		const event = cloudEvent("crm.order.status_changed", "trace-1", { orderId: "o-1", newStatus: "CANCELLED" });
+		const event = cloudEvent("crm.order.status_changed", "trace-1", { orderId: "o-1", newStatus: "CANCELLED" }, now());
 		assert.equal((await node.api("/api/v1/events", { method: "POST", json: event })).status, 202);
 		const find = (pred: (s: (typeof spans)[number]) => boolean) => spans.find(pred);
 		await waitFor(() => find(s => /customer\.risk\.changed/.test(s.name)) !== undefined, { message: "no span for the effect's handler" });
