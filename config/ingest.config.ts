@@ -64,8 +64,9 @@ export function loadIngestConfig(env: Env): IngestConfig {
 		nats: {
 			durable,
 			ackWaitMs: int(env, "INGEST_NATS_ACK_WAIT_MS", 10_000, 1_000, 600_000),
-			maxAckPending: int(env, "INGEST_NATS_MAX_ACK_PENDING", 8192, 1, 1_000_000),
-			pullBatch: int(env, "INGEST_NATS_PULL_BATCH", 512, 1, 10_000),
+			// Deep enough that a busy customer's consecutive events are queued together and applied in one call.
+			maxAckPending: int(env, "INGEST_NATS_MAX_ACK_PENDING", 32_768, 1, 1_000_000),
+			pullBatch: int(env, "INGEST_NATS_PULL_BATCH", 1000, 1, 10_000),
 			maxDeliver: int(env, "INGEST_NATS_MAX_DELIVER", 10, 1, 1000),
 			maxMessageBytes: int(env, "INGEST_NATS_MAX_MESSAGE_BYTES", 256 * 1024, 1024, 64 * 1024 * 1024),
 			duplicateWindowMs: int(env, "INGEST_NATS_DUPLICATE_WINDOW_MS", 120_000, 1_000, 7 * DAY_MS),

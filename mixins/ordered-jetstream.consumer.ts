@@ -13,6 +13,11 @@ export interface Prepared {
 	run(): Promise<void>;
 	/** Called when the message will not be applied by this node after all (dead-lettered, or left to the next leader). */
 	release?(): void;
+	/**
+	 * Set when consecutive messages of the same key may be applied together by `runBatch` (in this order, all or none
+	 * — a failure falls back to `run` one by one, so only the bad message is dead-lettered).
+	 */
+	batch?: unknown;
 }
 
 /** How a failure of `run` is handled. */
@@ -45,11 +50,18 @@ export interface OrderedConsumerOptions {
 	retryBaseMs: number;
 	retryMaxMs: number;
 	/**
-	 * Acknowledgements sent but not yet confirmed by the server, at most. A lost ack makes the server redeliver an
-	 * applied message; keeping this below the actors' dedup window means such a redelivery is always recognised.
+	 * Acknowledgements of one key sent but not yet confirmed by the server, at most. A lost ack makes the server
+	 * redeliver an applied message; keeping this below the actors' dedup window means the actor always recognises it.
 	 */
 	maxUnconfirmedAcks: number;
 	prepare(m: JsMsg): Prepared;
+	/** Applies the `batch` values of consecutive messages of one key, in order; resolves once all are durable. */
+	runBatch?(key: string, values: unknown[]): Promise<void>;
+	/**
+	 * Messages per `runBatch`. A crash may leave a whole batch plus the unconfirmed acks applied but unacknowledged,
+	 * so `maxBatch + maxUnconfirmedAcks` must stay within the actors' dedup window.
+	 */
+	maxBatch: number;
 	classify(err: unknown): Failure;
 	/** Stores the message as a dead letter; must be durable when it resolves (it is then acknowledged). */
 	deadLetter(m: JsMsg, reason: string, code: string): Promise<void>;
@@ -67,6 +79,9 @@ export interface OrderedConsumerStats {
 	applied: number;
 	deadLettered: number;
 	retries: number;
+	/** Runs of one customer's consecutive messages applied together, and the messages in them. */
+	batches: number;
+	batchedMessages: number;
 	redeliveries: number;
 	barriers: number;
 	leaderships: number;
@@ -81,6 +96,8 @@ interface Item {
 	/** The newest delivery of this message: its ack (by stream sequence) settles every delivery. */
 	msg: JsMsg;
 	epoch: number;
+	/** When the server would redeliver it (ms) unless told we are still working on it. */
+	redeliverAt: number;
 }
 
 /** Extra wait beyond ack-wait for the server's redelivery timer and the network. */
@@ -104,17 +121,23 @@ export class OrderedJetStreamConsumer {
 	private barrierUntil = 0;
 	private barrierTimer: NodeJS.Timeout | null = null;
 	private lastDeliverySeq: number | null = null;
-	/** The tail of each key's chain; kept across epochs so a new epoch waits for an old in-flight message. */
-	private readonly chains = new Map<string, Promise<void>>();
-	private readonly unconfirmed = new Map<number, JsMsg>();
-	private ackWaiters: Array<() => void> = [];
+	/**
+	 * Admitted messages of each key, in stream order, and whether a runner is working through them. Kept across
+	 * epochs so a new epoch's messages wait behind an old epoch's message still in flight.
+	 */
+	private readonly queues = new Map<string, { entries: Array<{ item: Item; prepared: Prepared }>; done: Promise<void> | null }>();
+	/** Acks sent and not yet confirmed by a round trip, by stream sequence. */
+	private readonly unconfirmed = new Map<number, { msg: JsMsg; key: string | null }>();
+	private readonly unconfirmedPerKey = new Map<string, number>();
+	private readonly keyWaiters = new Map<string, Array<() => void>>();
+	private confirming = false;
 	private tickTimer: NodeJS.Timeout | null = null;
 	private watchdog: NodeJS.Timeout | null = null;
 	private heartbeat: NodeJS.Timeout | null = null;
 	private ticking = false;
 	private readonly sleepers = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
 	readonly stats: OrderedConsumerStats = {
-		leading: false, epoch: 0, delivered: 0, applied: 0, deadLettered: 0, retries: 0, redeliveries: 0, barriers: 0,
+		leading: false, epoch: 0, delivered: 0, applied: 0, deadLettered: 0, retries: 0, batches: 0, batchedMessages: 0, redeliveries: 0, barriers: 0,
 		leaderships: 0, fences: 0, held: 0, inFlight: 0, unconfirmedAcks: 0
 	};
 
@@ -155,7 +178,7 @@ export class OrderedJetStreamConsumer {
 			clearTimeout(s.timer);
 			s.resolve();
 		}
-		await withTimeout(Promise.allSettled([...this.chains.values()]), graceMs);
+		await withTimeout(Promise.allSettled([...this.queues.values()].map(q => q.done)), graceMs);
 		if (wasLeading && this.connected) {
 			// Not yet applied: handed back at once instead of after ack-wait.
 			for (const item of this.items.values()) item.msg.nak();
@@ -203,32 +226,36 @@ export class OrderedJetStreamConsumer {
 				this.startBarrier(`${info.num_ack_pending} messages are still pending from an earlier leader`);
 			}
 			const consumer = await this.opts.nc.jetstream().consumers.get(this.opts.stream, this.opts.durable);
+			// A callback rather than the async iterator: one less queue and promise per message.
 			const messages = await consumer.consume({
 				max_messages: this.opts.pullBatch,
-				expires: OrderedJetStreamConsumer.pullExpiresMs(this.opts.leaseTtlMs)
+				expires: OrderedJetStreamConsumer.pullExpiresMs(this.opts.leaseTtlMs),
+				callback: m => {
+					if (epoch !== this.epoch) return;
+					try {
+						this.onDelivery(m, epoch);
+					} catch (err) {
+						this.opts.logger.error(`ingest: message ${m.seq} could not be taken in`, err);
+					}
+				}
 			});
 			if (epoch !== this.epoch) {
-				await messages.close();
+				void messages.close().catch(() => undefined);
 				return;
 			}
 			this.messages = messages;
 			this.opts.logger.info(`ingest: leading ${this.opts.stream}/${this.opts.durable} (epoch ${epoch})`);
-			void this.pump(messages, epoch);
+			void this.watchConsumer(messages, epoch);
 		} catch (err) {
 			if (epoch === this.epoch) this.fence(`could not start consuming: ${(err as Error).message}`);
 		}
 	}
 
-	private async pump(messages: ConsumerMessages, epoch: number): Promise<void> {
-		try {
-			for await (const m of messages) {
-				if (epoch !== this.epoch) break;
-				this.onDelivery(m, epoch);
-			}
-		} catch (err) {
-			if (epoch === this.epoch) this.opts.logger.warn(`ingest: consumer stopped: ${(err as Error).message}`);
-		}
-		if (epoch === this.epoch && !this.stopping) this.fence("the consumer stopped delivering");
+	private async watchConsumer(messages: ConsumerMessages, epoch: number): Promise<void> {
+		const outcome = await messages.closed().catch((err: unknown) => err);
+		if (epoch !== this.epoch || this.stopping) return;
+		if (outcome instanceof Error) this.opts.logger.warn(`ingest: consumer stopped: ${outcome.message}`);
+		this.fence("the consumer stopped delivering");
 	}
 
 	private beginEpoch(): number {
@@ -288,11 +315,12 @@ export class OrderedJetStreamConsumer {
 		const live = this.items.get(sseq);
 		if (live) {
 			live.msg = m;
+			live.redeliverAt = Date.now() + this.opts.ackWaitMs;
 			return;
 		}
 		// Applied; its ack is on its way (the redelivery raced it).
 		if (this.unconfirmed.has(sseq)) return;
-		const item: Item = { sseq, msg: m, epoch };
+		const item: Item = { sseq, msg: m, epoch, redeliverAt: Date.now() + this.opts.ackWaitMs };
 		this.items.set(sseq, item);
 		if (this.barrierUntil > Date.now()) {
 			this.held.push(item);
@@ -350,12 +378,76 @@ export class OrderedJetStreamConsumer {
 			void this.execute(item, prepared);
 			return;
 		}
-		const previous = this.chains.get(key);
-		const next = previous ? previous.then(() => this.execute(item, prepared)) : this.execute(item, prepared);
-		this.chains.set(key, next);
-		void next.finally(() => {
-			if (this.chains.get(key) === next) this.chains.delete(key);
-		});
+		let queue = this.queues.get(key);
+		if (!queue) {
+			queue = { entries: [], done: null };
+			this.queues.set(key, queue);
+		}
+		queue.entries.push({ item, prepared });
+		if (queue.done === null) queue.done = this.drainKey(key, queue);
+	}
+
+	/** Works through one key's messages in order: one at a time, or a run of batchable ones together. */
+	private async drainKey(key: string, queue: { entries: Array<{ item: Item; prepared: Prepared }>; done: Promise<void> | null }): Promise<void> {
+		try {
+			while (queue.entries.length > 0) {
+				const first = queue.entries[0];
+				let n = 1;
+				if (first.prepared.batch !== undefined && this.opts.runBatch) {
+					while (n < queue.entries.length && n < this.opts.maxBatch && queue.entries[n].prepared.batch !== undefined && queue.entries[n].item.epoch === first.item.epoch) n++;
+				}
+				const run = queue.entries.splice(0, n);
+				if (run.length === 1) await this.execute(run[0].item, run[0].prepared);
+				else await this.executeBatch(key, run);
+			}
+		} finally {
+			queue.done = null;
+			if (queue.entries.length === 0 && this.queues.get(key) === queue) this.queues.delete(key);
+		}
+	}
+
+	/**
+	 * Applies a run of one key's messages with one `runBatch`, retrying transient failures in place; any other
+	 * failure falls back to one message at a time (so each gets its own attempts and, if bad, its own dead letter).
+	 */
+	private async executeBatch(key: string, run: Array<{ item: Item; prepared: Prepared }>): Promise<void> {
+		const epoch = run[0].item.epoch;
+		const release = () => {
+			for (const r of run) r.prepared.release?.();
+		};
+		if (epoch !== this.epoch) return release();
+		this.stats.inFlight += run.length;
+		let counted = true;
+		try {
+			for (let retries = 1; ; retries++) {
+				if (epoch !== this.epoch) return release();
+				try {
+					await this.opts.runBatch!(key, run.map(r => r.prepared.batch));
+					break;
+				} catch (err) {
+					if (this.opts.classify(err).kind !== "retry") {
+						this.stats.inFlight -= run.length;
+						counted = false;
+						for (const r of run) await this.execute(r.item, r.prepared);
+						return;
+					}
+				}
+				this.stats.retries++;
+				if (retries === 1 || retries % 20 === 0) {
+					this.opts.logger.warn(`ingest: ${run.length} messages of one customer from ${run[0].item.sseq} not applied yet (attempt ${retries}), retrying in place`);
+				}
+				await this.sleep(backoff(retries, this.opts.retryBaseMs, this.opts.retryMaxMs));
+			}
+			this.stats.batches++;
+			this.stats.batchedMessages += run.length;
+			for (const r of run) {
+				this.stats.applied++;
+				this.opts.onOutcome?.("applied", r.item.msg);
+			}
+			for (const r of run) await this.ack(r.item, key);
+		} finally {
+			if (counted) this.stats.inFlight -= run.length;
+		}
 	}
 
 	/** Runs one message to its end: applied, or dead-lettered; then acknowledged. Never rejects. */
@@ -399,7 +491,7 @@ export class OrderedJetStreamConsumer {
 				}
 				await this.sleep(backoff(retries, this.opts.retryBaseMs, this.opts.retryMaxMs));
 			}
-			await this.ack(item);
+			await this.ack(item, prepared.key);
 		} finally {
 			this.stats.inFlight--;
 		}
@@ -423,37 +515,79 @@ export class OrderedJetStreamConsumer {
 	}
 
 	/**
-	 * Acknowledges and waits for the server's confirmation in the background. The next message of the same key
-	 * may start before it arrives, but only `maxUnconfirmedAcks` may be outstanding (see the option).
+	 * Acknowledges; the server's receipt is confirmed in the background (one PING/PONG round trip covers every ack
+	 * sent before it). The next message of the same key may start before that, but at most `maxUnconfirmedAcks` of
+	 * one key may be unconfirmed (see the option).
 	 */
-	private async ack(item: Item): Promise<void> {
+	private async ack(item: Item, key: string | null): Promise<void> {
 		if (this.items.get(item.sseq) === item) this.items.delete(item.sseq);
-		while (this.unconfirmed.size >= this.opts.maxUnconfirmedAcks) {
-			await new Promise<void>(resolve => this.ackWaiters.push(resolve));
+		if (key !== null) {
+			while ((this.unconfirmedPerKey.get(key) ?? 0) >= this.opts.maxUnconfirmedAcks) {
+				await new Promise<void>(resolve => {
+					const list = this.keyWaiters.get(key);
+					if (list) list.push(resolve);
+					else this.keyWaiters.set(key, [resolve]);
+				});
+			}
+			this.unconfirmedPerKey.set(key, (this.unconfirmedPerKey.get(key) ?? 0) + 1);
 		}
-		this.unconfirmed.set(item.sseq, item.msg);
+		this.unconfirmed.set(item.sseq, { msg: item.msg, key });
 		this.stats.unconfirmedAcks = this.unconfirmed.size;
-		void this.confirmAck(item.sseq, item.msg);
+		this.sendAck(item.msg);
+		if (!this.confirming) void this.confirmAcks();
 	}
 
-	private async confirmAck(sseq: number, msg: JsMsg): Promise<void> {
+	/** A plain publish to the ack subject: unlike JsMsg.ack() it can be repeated after a lost connection. */
+	private sendAck(msg: JsMsg): void {
 		try {
-			for (let attempt = 1; ; attempt++) {
+			this.opts.nc.publish(replyOf(msg), ACK);
+		} catch {
+			// Closed connection: the message is redelivered to whoever leads next, and recognised as applied.
+		}
+	}
+
+	private async confirmAcks(): Promise<void> {
+		this.confirming = true;
+		try {
+			while (this.unconfirmed.size > 0) {
+				const batch = [...this.unconfirmed.keys()];
 				try {
-					await this.opts.nc.request(replyOf(msg), ACK, { timeout: 2_000 });
-					return;
-				} catch (err) {
-					if (this.opts.nc.isClosed()) return;
-					if (attempt === 1 || attempt % 20 === 0) this.opts.logger.debug(`ingest: ack of ${sseq} not confirmed (${(err as Error).message}); resending`);
-					await delay(Math.min(1_000, 50 * attempt));
+					await rejectAfter(this.opts.nc.flush(), 2_000);
+				} catch {
+					if (this.opts.nc.isClosed()) {
+						this.settleAcks([...this.unconfirmed.keys()]);
+						return;
+					}
+					// The acks may have died with the connection: send them again once it is back (repeats are harmless).
+					await delay(200);
+					if (this.connected) for (const sseq of batch) {
+						const entry = this.unconfirmed.get(sseq);
+						if (entry) this.sendAck(entry.msg);
+					}
+					continue;
 				}
+				this.settleAcks(batch);
 			}
 		} finally {
-			this.unconfirmed.delete(sseq);
-			this.stats.unconfirmedAcks = this.unconfirmed.size;
-			const waiter = this.ackWaiters.shift();
-			if (waiter) waiter();
+			this.confirming = false;
 		}
+	}
+
+	private settleAcks(batch: number[]): void {
+		for (const sseq of batch) {
+			const entry = this.unconfirmed.get(sseq);
+			if (!entry) continue;
+			this.unconfirmed.delete(sseq);
+			if (entry.key === null) continue;
+			const left = (this.unconfirmedPerKey.get(entry.key) ?? 1) - 1;
+			if (left > 0) this.unconfirmedPerKey.set(entry.key, left);
+			else this.unconfirmedPerKey.delete(entry.key);
+			const waiters = this.keyWaiters.get(entry.key);
+			const next = waiters?.shift();
+			if (waiters && waiters.length === 0) this.keyWaiters.delete(entry.key);
+			next?.();
+		}
+		this.stats.unconfirmedAcks = this.unconfirmed.size;
 	}
 
 	private async acksConfirmed(): Promise<void> {
@@ -463,7 +597,14 @@ export class OrderedJetStreamConsumer {
 	/** Keeps the server from redelivering what this leader still holds; never after fencing, never buffered offline. */
 	private keepAlive(): void {
 		if (!this.leading || !this.connected || !this.lease.held) return;
-		for (const item of this.items.values()) item.msg.working();
+		// Only what has been held for a while: most messages are acknowledged long before their ack-wait runs out.
+		const now = Date.now();
+		const soon = now + this.opts.ackWaitMs / 2;
+		for (const item of this.items.values()) {
+			if (item.redeliverAt > soon) continue;
+			item.msg.working();
+			item.redeliverAt = now + this.opts.ackWaitMs;
+		}
 	}
 
 	private sleep(ms: number): Promise<void> {
@@ -493,6 +634,16 @@ function replyOf(msg: JsMsg): string {
 export function backoff(attempt: number, baseMs: number, maxMs: number): number {
 	const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 20));
 	return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
+function rejectAfter<T>(p: Promise<T>, ms: number): Promise<T> {
+	let timer: NodeJS.Timeout | undefined;
+	return Promise.race([
+		p,
+		new Promise<never>((_, reject) => {
+			timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+		})
+	]).finally(() => clearTimeout(timer));
 }
 
 function delay(ms: number): Promise<void> {

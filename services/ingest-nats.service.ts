@@ -73,6 +73,7 @@ interface IngestNatsVars {
 interface IngestNatsMethods {
 	count(outcome: string): void;
 	deadLetter(m: JsMsg, reason: string, code: string): Promise<void>;
+	handleMany(customerId: string, events: unknown[]): Promise<void>;
 	reportLag(): Promise<void>;
 }
 
@@ -148,8 +149,10 @@ async function ensureConsumer(jsm: JetStreamManager, cfg: IngestNatsConfig): Pro
 
 export function createIngestNatsService(config: Config): ServiceSchema {
 	const cfg = config.ingest.nats;
-	// Lost acks make the server redeliver applied messages; the actor recognises them while they are in its window.
-	const maxUnconfirmedAcks = Math.max(1, Math.min(256, Math.floor(config.actor.dedupWindow / 2)));
+	// After a crash, the messages of a customer that were applied but whose acks did not reach the server come
+	// again; the actor recognises them while they are within its dedup window, so batch + unconfirmed acks stay in it.
+	const maxBatch = Math.max(1, Math.min(500, Math.floor(config.actor.dedupWindow / 2)));
+	const maxUnconfirmedAcks = Math.max(1, Math.min(256, Math.floor(config.actor.dedupWindow / 4)));
 
 	function prepare(this: IngestNatsService, m: JsMsg): Prepared {
 		const invalid = (reason: string, code: string): Prepared => ({ key: null, run: () => Promise.reject(new InvalidInput(reason, code)) });
@@ -180,7 +183,7 @@ export function createIngestNatsService(config: Config): ServiceSchema {
 			this.count(r.applied ? "applied" : "duplicate");
 			return r;
 		};
-		if (event.type !== "crm.market.signal") return { key: customerId, run: async () => void (await handle()) };
+		if (event.type !== "crm.market.signal") return { key: customerId, run: async () => void (await handle()), batch: event };
 
 		const contentKey = marketContentKey(event as CloudEvent<"crm.market.signal", MarketSignalData>);
 		if (this.market.isDuplicate(contentKey)) {
@@ -238,6 +241,14 @@ export function createIngestNatsService(config: Config): ServiceSchema {
 				}, { retries: 0, timeout: cfg.handleTimeoutMs, caller: "ingest-nats" });
 				this.count("dead_lettered");
 			},
+			/** One customer's consecutive events in one call: applied in order, persisted together. */
+			async handleMany(this: IngestNatsService, customerId: string, events: unknown[]): Promise<void> {
+				const results = await this.broker.call<HandleResult[], unknown>("customers.handleMany", { customerId, events }, { retries: 0, timeout: cfg.handleTimeoutMs, caller: "ingest-nats" });
+				for (const r of results) {
+					if (!r.applied) this.counts.duplicates++;
+					this.count(r.applied ? "applied" : "duplicate");
+				}
+			},
 			async reportLag(this: IngestNatsService) {
 				if (!this.nc || !this.consumer?.stats.leading || !this.broker.isMetricsEnabled()) return;
 				try {
@@ -286,6 +297,8 @@ export function createIngestNatsService(config: Config): ServiceSchema {
 				retryMaxMs: cfg.retryMaxMs,
 				maxUnconfirmedAcks,
 				prepare: m => prepare.call(this, m),
+				runBatch: (customerId, events) => this.handleMany(customerId, events),
+				maxBatch,
 				classify,
 				deadLetter: (m, reason, code) => this.deadLetter(m, reason, code),
 				ready: () => this.broker.registry.getServiceList({ onlyAvailable: true }).some((s: { name: string }) => s.name === "customers"),
@@ -297,6 +310,9 @@ export function createIngestNatsService(config: Config): ServiceSchema {
 			await this.consumer.start();
 			this.lagTimer = setInterval(() => void this.reportLag(), LAG_EVERY_MS);
 			this.lagTimer.unref();
+			if (maxBatch + maxUnconfirmedAcks > config.actor.dedupWindow) {
+				this.logger.warn(`ACTOR_DEDUP_WINDOW=${config.actor.dedupWindow} is too small for ingest-nats: after a crash a redelivered event may be applied twice (use at least 4)`);
+			}
 			this.logger.info(`ingest-nats: ${EVENTS_STREAM} on ${EVENTS_SUBJECT_PREFIX}>, durable consumer "${cfg.durable}"`);
 		},
 		async stopped(this: IngestNatsService) {
