@@ -76,7 +76,29 @@ function payloadBytes(dl: DeadLetter): Uint8Array {
 	return new TextEncoder().encode(typeof dl.payload === "string" ? dl.payload : JSON.stringify(dl.payload));
 }
 
-/** A REPL command (moleculer-repl): `dead-letters list [--source s] [--limit n]`, `dead-letters show <id>`, `dead-letters retry <id>`. */
+interface ReplArgs { verb?: string; id?: string; options?: { source?: string; limit?: string } }
+
+/** Text of `dead-letters list|show|retry` (returned, so tests can read it; the REPL prints it). */
+export async function deadLettersReplText(broker: ServiceBroker, args: ReplArgs): Promise<string> {
+	try {
+		if (args.verb === "list") {
+			const limit = args.options?.limit === undefined ? 20 : Number(args.options.limit);
+			const rows = await broker.call<DeadLetter[], unknown>("deadLetters.list", { source: args.options?.source, limit });
+			if (rows.length === 0) return "no dead letters";
+			return rows.map(r => `${r.id}  ${r.recordedAt}  ${r.source}  ${r.reasonCode}  ${r.reason.slice(0, 100)}`).join("\n");
+		}
+		if (args.verb === "show" && args.id) return JSON.stringify(await broker.call("deadLetters.get", { id: args.id }), null, 2);
+		if (args.verb === "retry" && args.id) {
+			const r = await broker.call<RetryResult, unknown>("deadLetters.retry", { id: args.id });
+			return `dead letter ${r.id} retried (${r.via === "action" ? "re-processed by its source" : "republished to NATS"}) and removed`;
+		}
+		return "usage: dead-letters list [--source s] [--limit n] | show <id> | retry <id>";
+	} catch (err) {
+		return `error: ${(err as Error).message}`;
+	}
+}
+
+/** The REPL command (moleculer-repl custom command): `dead-letters list [--source s] [--limit n]`, `show <id>`, `retry <id>`. */
 export const DEAD_LETTERS_REPL_COMMAND = {
 	command: "dead-letters <verb> [id]",
 	description: "Dead letters: list [--source s] [--limit n] | show <id> | retry <id>",
@@ -85,22 +107,8 @@ export const DEAD_LETTERS_REPL_COMMAND = {
 		{ option: "-s, --source <source>", description: "only this source (nats, mqtt, webhook, erp, files, logs, market)" },
 		{ option: "-l, --limit <n>", description: "how many, newest first (default 20)" }
 	],
-	async action(broker: ServiceBroker, args: { verb: string; id?: string; options: { source?: string; limit?: string } }) {
-		const print = (v: unknown) => console.log(JSON.stringify(v, null, 2));
-		try {
-			if (args.verb === "list") {
-				const rows = await broker.call<DeadLetter[], unknown>("deadLetters.list", {
-					source: args.options.source, limit: args.options.limit === undefined ? 20 : Number(args.options.limit)
-				});
-				console.table(rows.map(r => ({ id: r.id, source: r.source, reason: r.reason.slice(0, 80), recordedAt: r.recordedAt })));
-			} else if ((args.verb === "show" || args.verb === "retry") && args.id) {
-				print(await broker.call(args.verb === "show" ? "deadLetters.get" : "deadLetters.retry", { id: args.id }));
-			} else {
-				console.log("usage: dead-letters list [--source s] [--limit n] | show <id> | retry <id>");
-			}
-		} catch (err) {
-			console.error((err as Error).message);
-		}
+	async action(broker: ServiceBroker, args: ReplArgs) {
+		console.log(await deadLettersReplText(broker, args));
 	}
 };
 
