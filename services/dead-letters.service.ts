@@ -112,14 +112,16 @@ export const DEAD_LETTERS_REPL_COMMAND = {
 	}
 };
 
-/** Adds the REPL command to the broker's REPL options unless a command of that name is configured already. */
+/**
+ * Adds the REPL command to this broker's REPL options unless one of that name is configured already (a copy of the
+ * list: the configured array may be shared by several brokers).
+ */
 function registerReplCommand(broker: ServiceBroker): void {
 	const options = broker.options as { replOptions?: { customCommands?: unknown } | null };
 	const repl = (options.replOptions ??= {});
 	const list = Array.isArray(repl.customCommands) ? repl.customCommands as Array<{ command?: string }> : [];
 	const name = DEAD_LETTERS_REPL_COMMAND.command.split(" ")[0];
-	if (!list.some(c => c.command?.split(" ")[0] === name)) list.push(DEAD_LETTERS_REPL_COMMAND);
-	repl.customCommands = list;
+	if (!list.some(c => c.command?.split(" ")[0] === name)) repl.customCommands = [...list, DEAD_LETTERS_REPL_COMMAND];
 }
 
 export function createDeadLettersService(config: Config): ServiceSchema {

@@ -120,4 +120,9 @@ void describe("dead letters on the embedded store", () => {
 		assert.equal(await node.broker.call("ingest-nats.stats"), null);
 		assert.equal((await node.api("/api/v1/dead-letters?limit=1")).status, 200);
 	});
+
+	void it("offers the dead-letters command in the node's REPL", () => {
+		const commands = (node.broker.options.replOptions as { customCommands?: Array<{ command: string }> }).customCommands ?? [];
+		assert.equal(commands.filter(c => c.command.startsWith("dead-letters ")).length, 1);
+	});
 });
