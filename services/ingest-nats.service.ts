@@ -17,7 +17,7 @@ import {
 import type { Config } from "../config/index.ts";
 import type { IngestNatsConfig } from "../config/ingest.config.ts";
 import { validateEvent } from "../models/cloud-event.validator.ts";
-import type { CloudEvent } from "../models/cloud-event.ts";
+import { EVENT_TYPES, type CloudEvent } from "../models/cloud-event.ts";
 import type { MarketSignalData } from "../models/event-data.schemas.ts";
 import { MarketDeduplicator, marketContentKey } from "../actors/market-dedup.ts";
 import type { HandleResult } from "../actors/host/actor-host.ts";
@@ -32,6 +32,9 @@ export const LEASE_BUCKET = "crm_ingest_leases";
 const MESSAGES_METRIC = "crm_ingest_nats_messages_total";
 const LEADER_METRIC = "crm_ingest_nats_leader";
 const LAG_EVERY_MS = 5_000;
+const KNOWN_TYPES: ReadonlySet<string> = new Set(EVENT_TYPES);
+/** The validator's customer-id rule (models/cloud-event.validator.ts): enough to route by. */
+const CUSTOMER_ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 
 /** The subject an event of this type is published on: crm.order.status_changed -> crm.events.order.status_changed. */
 export function subjectForType(type: string): string {
@@ -169,9 +172,20 @@ export function createIngestNatsService(config: Config): ServiceSchema {
 		} catch (err) {
 			return invalid(`malformed JSON: ${(err as Error).message}`, "invalid_json");
 		}
-		const v = validateEvent(raw);
-		if (!v.ok) return invalid(v.reason, codeForValidation(v.reason));
-		const event = v.event;
+		// The customers service validates every event it applies; here only what routing needs is checked (a known type
+		// on its subject, a customer id). Anything odd, and market records (whose content is keyed), get the full check
+		// now; a payload the customers service rejects comes back as INVALID_EVENT with the same reason.
+		const head = raw as { type?: unknown; subject?: unknown } | null;
+		const quick = typeof head === "object" && head !== null && !Array.isArray(head) && typeof head.type === "string" &&
+			KNOWN_TYPES.has(head.type) && head.type !== "crm.market.signal" && typeof head.subject === "string" && CUSTOMER_ID.test(head.subject);
+		let event: CloudEvent;
+		if (quick) {
+			event = raw as CloudEvent;
+		} else {
+			const v = validateEvent(raw);
+			if (!v.ok) return invalid(v.reason, codeForValidation(v.reason));
+			event = v.event;
+		}
 		const expected = subjectForType(event.type);
 		if (m.subject !== expected) {
 			return invalid(`subject "${m.subject}" does not match event type "${event.type}" (expected "${expected}")`, "subject_mismatch");
@@ -210,6 +224,11 @@ export function createIngestNatsService(config: Config): ServiceSchema {
 		const e = err as { retryable?: boolean; code?: unknown; message?: string; type?: string };
 		const message = e?.message ?? String(err);
 		if (e?.retryable === true) return { kind: "retry" };
+		if (e?.type === "INVALID_EVENT") {
+			const reason = (err as { data?: { reason?: unknown } }).data?.reason;
+			const text = typeof reason === "string" ? reason : message;
+			return { kind: "dead", reason: text, code: codeForValidation(text) };
+		}
 		if (typeof e?.code === "number" && e.code >= 400 && e.code < 500) {
 			return { kind: "dead", reason: `customers.handle rejected it: ${message}`, code: "rejected" };
 		}
