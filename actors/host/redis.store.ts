@@ -15,7 +15,12 @@ export interface RedisActorStoreOptions {
 	keyPrefix?: string;
 	/** Journal entries kept per customer. */
 	journalMax?: number;
+	/** Where connection errors are reported (at most one line per 10 s); stderr when absent. */
+	logger?: { warn(...args: unknown[]): void };
 }
+
+/** Connection errors repeat every reconnect attempt while Redis is down: report one per this interval. */
+const ERROR_REPORT_INTERVAL_MS = 10_000;
 
 const DEFAULTS = { keyPrefix: "crm:", journalMax: 1000 };
 
@@ -101,6 +106,16 @@ export class RedisActorStore implements ActorStore {
 		this.journalMax = opts.journalMax ?? DEFAULTS.journalMax;
 		if (!Number.isInteger(this.journalMax) || this.journalMax < 1) throw new Error(`RedisActorStore: option \`journalMax\` must be a positive integer, got ${opts.journalMax}`);
 		this.redis = new Redis(opts.url, { lazyConnect: true, enableAutoPipelining: true });
+		// Without a listener ioredis prints every reconnect failure as an "unhandled error"; calls still fail on their own.
+		let lastReport = 0;
+		this.redis.on("error", (err: Error) => {
+			const now = Date.now();
+			if (now - lastReport < ERROR_REPORT_INTERVAL_MS) return;
+			lastReport = now;
+			const line = `Redis actor store: connection error (retrying): ${err.message}`;
+			if (opts.logger) opts.logger.warn(line);
+			else console.warn(line);
+		});
 		this.redis.defineCommand("crmActorCasSave", { lua: CAS_SAVE_LUA });
 	}
 
