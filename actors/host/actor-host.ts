@@ -11,6 +11,8 @@ const COMPACT_EVERY_MS = 250;
 /** Group commits allowed in flight at once (of disjoint actors): keeps the store busy while the next batch fills. */
 const MAX_INFLIGHT_BATCHES = 4;
 const COMPACT_BUDGET_MS = 20;
+/** An actor is compacted once it has had no write for this long. */
+const COMPACT_QUIET_MS = 5000;
 
 export type ActorHostErrorType = "VERSION_CONFLICT" | "STORE_UNAVAILABLE" | "HOST_STOPPED" | "NOT_OWNER";
 
@@ -124,8 +126,8 @@ export class ActorHost {
 	private idleTimer: NodeJS.Timeout | null = null;
 	private reminderTimer: NodeJS.Timeout | null = null;
 	private compactTimer: NodeJS.Timeout | null = null;
-	/** Actors whose state changed since it was last compacted. */
-	private readonly uncompacted = new Set<Actor>();
+	/** Actors whose state changed since it was last compacted, least recently committed first (value: commit time). */
+	private readonly uncompacted = new Map<Actor, number>();
 	private stopped = false;
 	private drainWaiters: Array<() => void> = [];
 	readonly stats: ActorHostStats = {
@@ -147,7 +149,7 @@ export class ActorHost {
 		this.idleTimer.unref();
 		this.reminderTimer = setInterval(() => void this.deliverDueReminders(), this.opts.reminderPollMs);
 		this.reminderTimer.unref();
-		this.compactTimer = setInterval(() => this.compactIdle(COMPACT_BUDGET_MS), COMPACT_EVERY_MS);
+		this.compactTimer = setInterval(() => this.compactIdle(COMPACT_BUDGET_MS, COMPACT_QUIET_MS), COMPACT_EVERY_MS);
 		this.compactTimer.unref();
 	}
 
@@ -391,7 +393,9 @@ export class ActorHost {
 		this.stats.committedWrites++;
 		actor.committed = entry.state;
 		if (actor.latest === entry) actor.latest = null;
-		this.uncompacted.add(actor);
+		// Re-inserted so the map stays in commit order: compaction stops at the first actor still busy.
+		this.uncompacted.delete(actor);
+		this.uncompacted.set(actor, this.now());
 		if (entry.effects.length > 0 && this.opts.onEffects) {
 			try {
 				this.opts.onEffects(entry.effects, entry.origins);
@@ -428,10 +432,13 @@ export class ActorHost {
 	 * idle actors' states in the background keeps memory per active actor low without a cost per event.
 	 * Works for at most `budgetMs`; returns how many states it rebuilt.
 	 */
-	compactIdle(budgetMs = Infinity): number {
+	compactIdle(budgetMs = Infinity, quietMs = 0): number {
 		const deadline = performance.now() + budgetMs;
+		const quietSince = this.now() - quietMs;
 		let compacted = 0;
-		for (const actor of this.uncompacted) {
+		for (const [actor, committedAt] of this.uncompacted) {
+			// Hot actors would be rebuilt again and again, and ones about to be evicted for nothing: wait until quiet.
+			if (committedAt > quietSince) break;
 			this.uncompacted.delete(actor);
 			if (actor.dropped || !this.isIdle(actor) || actor.committed === null || actor.state !== actor.committed) continue;
 			const copy = JSON.parse(JSON.stringify(actor.committed)) as CustomerState;
