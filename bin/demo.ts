@@ -10,6 +10,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { connect as natsConnect, headers as natsHeaders, type JetStreamClient, type NatsConnection } from "nats";
 import { readCsv } from "../ml/csv.ts";
+import { mulberry32 } from "../ml/split.ts";
 import { dropIntoInbox, TELCO_CSV } from "./import-telco.ts";
 import type { FileReport } from "../services/ingest-files.service.ts";
 import type { DashboardSummary } from "../services/dashboard.service.ts";
@@ -71,17 +72,6 @@ export class Progress {
 
 // ---- a seeded stream of realistic events ---------------------------------------------------------------------
 
-/** mulberry32: small, fast, seeded; the same --seed gives the same stream. */
-function rng(seed: number): () => number {
-	let a = seed >>> 0;
-	return () => {
-		a = (a + 0x6d2b79f5) >>> 0;
-		let t = a;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
-}
 
 interface DemoCustomer {
 	id: string;
@@ -129,7 +119,7 @@ export class DemoStream {
 	private seq = 0;
 
 	constructor(customers: Array<{ id: string; churner: boolean }>, seed: number, run: string, rate = 50) {
-		this.rand = rng(seed);
+		this.rand = mulberry32(seed);
 		const all = customers.map(c => ({ ...c, openOrders: [], openTickets: [] }));
 		this.churners = all.filter(c => c.churner);
 		this.loyal = all.filter(c => !c.churner);

@@ -25,6 +25,27 @@ export function groupBySubject(events: CloudEvent[]): Map<string, CloudEvent[]> 
 	return groups;
 }
 
+/**
+ * Sends validated events to their actors — one call per customer, its events in order, customers in parallel — and
+ * resolves once every change is persisted, with how many were applied and how many were duplicates.
+ */
+export async function applyEvents(ctx: Context, events: CloudEvent[]): Promise<{ accepted: number; duplicates: number }> {
+	const results = await Promise.all(
+		[...groupBySubject(events)].map(([customerId, list]) =>
+			list.length === 1
+				? ctx.call<HandleResult, unknown>("customers.handle", { customerId, event: list[0] }).then(r => [r])
+				: ctx.call<HandleResult[], unknown>("customers.handleMany", { customerId, events: list })
+		)
+	);
+	let accepted = 0;
+	let duplicates = 0;
+	for (const list of results) for (const r of list) {
+		if (r.applied) accepted++;
+		else duplicates++;
+	}
+	return { accepted, duplicates };
+}
+
 function sha256(s: string): Buffer {
 	return createHash("sha256").update(s).digest();
 }
@@ -109,22 +130,9 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 				async handler(this: Service, ctx: Context<RestParams, { $statusCode?: number }>) {
 					const v = validateEvents(ctx.params.body);
 					if (!v.ok) throw new Errors.MoleculerClientError("invalid events", 400, "INVALID_EVENTS", { errors: v.errors });
-					const groups = groupBySubject(v.events);
-					const results = await Promise.all(
-						[...groups].map(([customerId, events]) =>
-							events.length === 1
-								? ctx.call<HandleResult, unknown>("customers.handle", { customerId, event: events[0] }).then(r => [r])
-								: ctx.call<HandleResult[], unknown>("customers.handleMany", { customerId, events })
-						)
-					);
-					let accepted = 0;
-					let duplicates = 0;
-					for (const list of results) for (const r of list) {
-						if (r.applied) accepted++;
-						else duplicates++;
-					}
+					const counts = await applyEvents(ctx, v.events);
 					ctx.meta.$statusCode = 202;
-					return { accepted, duplicates };
+					return counts;
 				}
 			},
 			getCustomer: {

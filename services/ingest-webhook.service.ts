@@ -6,11 +6,10 @@ import type { ApiRouteSchema } from "moleculer-web";
 import { Errors } from "moleculer";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
-import type { HandleResult } from "../actors/host/actor-host.ts";
 import { validateEvents } from "../models/cloud-event.validator.ts";
 import { mapWebhookBody } from "../models/webhook-mappers.ts";
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyWebhookSignature } from "../models/webhook-signature.ts";
-import { groupBySubject, sendJson } from "./api.service.ts";
+import { applyEvents, sendJson } from "./api.service.ts";
 import { createIdempotencyStore, type IdempotencyStore, type StoredResponse } from "./webhook-idempotency.store.ts";
 
 export const DEAD_LETTER_SOURCE = "webhook";
@@ -139,19 +138,7 @@ export function createIngestWebhookService(config: Config): ServiceSchema {
 				if (!mapped.ok) return mapped;
 				const v = validateEvents(mapped.events);
 				if (!v.ok) return v;
-				const results = await Promise.all(
-					[...groupBySubject(v.events)].map(([customerId, events]) =>
-						events.length === 1
-							? ctx.call<HandleResult, unknown>("customers.handle", { customerId, event: events[0] }).then(r => [r])
-							: ctx.call<HandleResult[], unknown>("customers.handleMany", { customerId, events })
-					)
-				);
-				let accepted = 0;
-				let duplicates = 0;
-				for (const list of results) for (const r of list) {
-					if (r.applied) accepted++;
-					else duplicates++;
-				}
+				const { accepted, duplicates } = await applyEvents(ctx, v.events);
 				return { ok: true, accepted, duplicates };
 			},
 			async deadLetter(this: IngestWebhookService, source: string, body: string, errors: { index: number; reason: string }[], ctx: Context): Promise<void> {
