@@ -69,6 +69,33 @@ export async function deliverEvent(broker: ServiceBroker, event: KnownCloudEvent
 	}
 }
 
+/**
+ * One event of a source run: delivered (its outcome to `onOutcome`) or, when the actor refuses it, dead-lettered.
+ * Resolves with the DeliveryUnavailable that should stop the run (neither delivery nor dead letter possible), or
+ * null; any other error is thrown.
+ */
+export async function deliverOrDeadLetter(
+	broker: ServiceBroker,
+	event: KnownCloudEvent,
+	opts: DeliverOptions,
+	onOutcome: (outcome: DeliveryOutcome) => void,
+	deadLetter: (reason: string) => Promise<void>
+): Promise<DeliveryUnavailable | null> {
+	try {
+		onOutcome(await deliverEvent(broker, event, opts));
+		return null;
+	} catch (err) {
+		try {
+			if (!(err instanceof DeliveryRejected)) throw err;
+			await deadLetter(`rejected by the customer actor: ${err.message}`);
+			return null;
+		} catch (e) {
+			if (e instanceof DeliveryUnavailable) return e;
+			throw e;
+		}
+	}
+}
+
 export interface DeadLetter {
 	/** Short source name: erp, files, logs. */
 	source: string;

@@ -12,7 +12,7 @@ import type { KnownCloudEvent } from "../models/event-data.schemas.ts";
 import { mapRow, mappingFingerprint, parseDateTimeText } from "../models/field-mapping.ts";
 import { KeyedQueue } from "../mixins/keyed.queue.ts";
 import {
-	addToTally, countItem, deliverEvent, DeliveryRejected, DeliveryUnavailable, newTally, recordDeadLetter, type ItemOutcome, type Tally
+	addToTally, countItem, deliverEvent, deliverOrDeadLetter, DeliveryUnavailable, newTally, recordDeadLetter, type ItemOutcome, type Tally
 } from "../mixins/source-delivery.ts";
 import { createSourceStateStore, type SourceStateStore } from "../mixins/source-state.store.ts";
 
@@ -261,18 +261,10 @@ export class ErpSync {
 					// customer the later one is applied last, and event-time last-writer-wins agrees.
 					await queue.push(event.subject, async () => {
 						if (unavailable) return;
-						try {
-							this.tally(summary.tally, await deliverEvent(this.broker, event, { signal, caller: CALLER }));
-						} catch (err) {
-							try {
-								if (!(err instanceof DeliveryRejected)) throw err;
-								await this.deadLetter(summary.tally, payload, `rejected by the customer actor: ${err.message}`);
-							} catch (e) {
-								// The first unavailable row stops the run: later rows skip instead of each waiting out its retries.
-								if (e instanceof DeliveryUnavailable) unavailable ??= e;
-								else throw e;
-							}
-						}
+						const stop = await deliverOrDeadLetter(this.broker, event, { signal, caller: CALLER },
+							outcome => this.tally(summary.tally, outcome), reason => this.deadLetter(summary.tally, payload, reason));
+						// The first unavailable row stops the run: later rows skip instead of each waiting out its retries.
+						if (stop) unavailable ??= stop;
 					});
 				} catch (err) {
 					if (!(err instanceof DeliveryUnavailable)) throw err;

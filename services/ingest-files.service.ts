@@ -13,7 +13,7 @@ import { isCsvError } from "../models/csv.parser.ts";
 import { mapRow } from "../models/field-mapping.ts";
 import { KeyedQueue } from "../mixins/keyed.queue.ts";
 import {
-	addToTally, countItem, deliverEvent, DeliveryRejected, DeliveryUnavailable, newTally, recordDeadLetter, type ItemOutcome, type Tally
+	addToTally, countItem, deliverEvent, deliverOrDeadLetter, DeliveryUnavailable, newTally, recordDeadLetter, type ItemOutcome, type Tally
 } from "../mixins/source-delivery.ts";
 import { createSourceStateStore, type SourceStateStore } from "../mixins/source-state.store.ts";
 import { csvRecords, parseSha256Text, probeFile } from "../mixins/text-file.reader.ts";
@@ -393,18 +393,10 @@ export class FileInbox {
 				const event = prepared.event;
 				await queue.push(event.subject, async () => {
 					if (unavailable || signal.aborted) return;
-					try {
-						this.tally(report, await deliverEvent(this.broker, event, { signal, caller: CALLER }));
-					} catch (err) {
-						try {
-							if (!(err instanceof DeliveryRejected)) throw err;
-							await this.deadLetter(report, payload, `rejected by the customer actor: ${err.message}`);
-						} catch (e) {
-							// The first unavailable row stops the file: later rows skip instead of each waiting out its retries.
-							if (e instanceof DeliveryUnavailable) unavailable ??= e;
-							else throw e;
-						}
-					}
+					const stop = await deliverOrDeadLetter(this.broker, event, { signal, caller: CALLER },
+						outcome => this.tally(report, outcome), reason => this.deadLetter(report, payload, reason));
+					// The first unavailable row stops the file: later rows skip instead of each waiting out its retries.
+					if (stop) unavailable ??= stop;
 				});
 			} catch (err) {
 				if (!(err instanceof DeliveryUnavailable)) throw err;

@@ -15,7 +15,7 @@ import { EntryMerger, interpretEntry, LOG_FORMATS, type LogEntry, type LogFormat
 import { maskPii } from "../models/pii.mask.ts";
 import { KeyedQueue } from "../mixins/keyed.queue.ts";
 import {
-	addToTally, countItem, deliverEvent, DeliveryRejected, DeliveryUnavailable, newTally, recordDeadLetter, type ItemOutcome, type Tally
+	addToTally, countItem, deliverEvent, deliverOrDeadLetter, DeliveryUnavailable, newTally, recordDeadLetter, type ItemOutcome, type Tally
 } from "../mixins/source-delivery.ts";
 import { createSourceStateStore, type SourceStateStore } from "../mixins/source-state.store.ts";
 
@@ -329,17 +329,9 @@ export class LogTail {
 				const event = prepared.event;
 				await queue.push(event.subject, async () => {
 					if (unavailable) return;
-					try {
-						this.count(await deliverEvent(this.broker, event, { signal: this.signal, caller: CALLER }));
-					} catch (err) {
-						try {
-							if (!(err instanceof DeliveryRejected)) throw err;
-							await this.deadLetter(entry, `rejected by the customer actor: ${err.message}`);
-						} catch (e) {
-							if (e instanceof DeliveryUnavailable) unavailable ??= e;
-							else throw e;
-						}
-					}
+					const stop = await deliverOrDeadLetter(this.broker, event, { signal: this.signal, caller: CALLER },
+						outcome => this.count(outcome), reason => this.deadLetter(entry, reason));
+					if (stop) unavailable ??= stop;
 				});
 			}
 			await queue.drain();
