@@ -100,7 +100,8 @@ function errorMessage(err: unknown): string {
 	return err instanceof Error ? err.message : String(err);
 }
 
-function findBinary(name: string, extraDirs: string[]): string {
+/** The executable `name` from PATH or one of `extraDirs`; throws naming it when it is missing. */
+export function findBinary(name: string, extraDirs: string[]): string {
 	const dirs = [...(process.env.PATH ?? "").split(delimiter).filter(Boolean), ...extraDirs];
 	for (const dir of dirs) {
 		const candidate = join(dir, name);
@@ -115,7 +116,8 @@ function findBinary(name: string, extraDirs: string[]): string {
 }
 
 /** Resolves true when a TCP connection to the port succeeds and, if `expect` is given, the first bytes match it. */
-function probeTcp(port: number, send?: string, expect?: RegExp): Promise<boolean> {
+/** Whether 127.0.0.1:port accepts a connection (and, with `expect`, answers `send` with a matching reply). */
+export function probeTcp(port: number, send?: string, expect?: RegExp): Promise<boolean> {
 	return new Promise(resolve => {
 		const socket = netConnect({ port, host: "127.0.0.1" });
 		let received = "";

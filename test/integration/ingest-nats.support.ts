@@ -1,26 +1,13 @@
 // Helpers for the ingest-nats tests: servers whose restart can keep them down for a while, publishing CloudEvents
 // the way §9 says (subject from the type, Nats-Msg-Id <source>/<id>), and reading a customer's applied events.
-import { accessSync, constants } from "node:fs";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import type { ServiceBroker } from "moleculer";
 import { headers, type JetStreamClient, type PubAck } from "nats";
-import { startServer, waitFor, type ServerHandle } from "../harness.ts";
+import { findBinary, probeTcp, startServer, waitFor, type ServerHandle } from "../harness.ts";
 
 export interface PausableServer extends ServerHandle {
 	/** Stops the server, keeps it down for `downMs`, then starts it again on the same port and data. */
 	bounce(downMs: number): Promise<void>;
-}
-
-function which(name: string, extra: string[]): string {
-	for (const dir of [...(process.env.PATH ?? "").split(delimiter).filter(Boolean), ...extra]) {
-		try {
-			accessSync(join(dir, name), constants.X_OK);
-			return join(dir, name);
-		} catch {
-			// not here
-		}
-	}
-	throw new Error(`${name} not found: install it to run the ingest-nats tests`);
 }
 
 function pausable(start: (hold: () => Promise<void>) => Promise<ServerHandle>): Promise<PausableServer> {
@@ -41,13 +28,13 @@ function pausable(start: (hold: () => Promise<void>) => Promise<ServerHandle>): 
 export function startPausableRedis(): Promise<PausableServer> {
 	return pausable(hold => startServer({
 		name: "redis-server",
-		binary: which("redis-server", ["/usr/bin", "/usr/local/bin"]),
+		binary: findBinary("redis-server", ["/usr/bin", "/usr/local/bin"]),
 		prepare: async (port, dir) => {
 			await hold();
 			return ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--daemonize", "no", "--save", "", "--appendonly", "yes", "--appendfsync", "always"];
 		},
 		url: port => `redis://127.0.0.1:${port}`,
-		ready: port => probe(port, "PING\r\n", /\+PONG/)
+		ready: port => probeTcp(port, "PING\r\n", /\+PONG/)
 	}));
 }
 
@@ -55,35 +42,14 @@ export function startPausableRedis(): Promise<PausableServer> {
 export function startPausableNats(): Promise<PausableServer> {
 	return pausable(hold => startServer({
 		name: "nats-server",
-		binary: which("nats-server", ["/usr/sbin", "/usr/local/bin", "/usr/bin"]),
+		binary: findBinary("nats-server", ["/usr/sbin", "/usr/local/bin", "/usr/bin"]),
 		prepare: async (port, dir) => {
 			await hold();
 			return ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", join(dir, "jetstream")];
 		},
 		url: port => `nats://127.0.0.1:${port}`,
-		ready: port => probe(port, undefined, /^INFO /)
+		ready: port => probeTcp(port, undefined, /^INFO /)
 	}));
-}
-
-async function probe(port: number, send: string | undefined, expect: RegExp): Promise<boolean> {
-	const { connect } = await import("node:net");
-	return new Promise(resolve => {
-		const socket = connect({ port, host: "127.0.0.1" });
-		let got = "";
-		const done = (ok: boolean) => {
-			socket.destroy();
-			resolve(ok);
-		};
-		socket.setTimeout(1000, () => done(false));
-		socket.once("error", () => done(false));
-		socket.once("connect", () => {
-			if (send) socket.write(send);
-		});
-		socket.on("data", chunk => {
-			got += chunk.toString("utf8");
-			if (expect.test(got)) done(true);
-		});
-	});
 }
 
 export interface TestEvent {

@@ -3,10 +3,9 @@
 // content, dead letters are listed/inspected/retried over HTTP, and redis and nats restarts mid-stream lose nothing.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { createConnection } from "node:net";
 import type { Context } from "moleculer";
 import { connect, type JetStreamClient, type JetStreamManager, type NatsConnection } from "nats";
-import { freePort, waitFor } from "../harness.ts";
+import { freePort, probeTcp, waitFor } from "../harness.ts";
 import { startTestNode, type TestNode } from "../support/node.ts";
 import { deadLettersReplText } from "../../services/dead-letters.service.ts";
 import {
@@ -233,7 +232,7 @@ void describe("ingest-nats (JetStream) with the Redis store", () => {
 		// Down for longer than a handle call may take: the calls time out and are retried in place. The second half
 		// is published only once redis is really down, so those events meet the outage.
 		const bounce = redis.bounce(2500);
-		await waitFor(async () => !(await accepts(redis.port)), { timeoutMs: 5000, intervalMs: 20, message: "redis-server did not go down" });
+		await waitFor(async () => !(await probeTcp(redis.port)), { timeoutMs: 5000, intervalMs: 20, message: "redis-server did not go down" });
 		for (const e of events.slice(half)) await publish(js, e);
 		await bounce;
 		await waitForApplied(node.broker, expected, 30_000);
@@ -274,15 +273,3 @@ void describe("ingest-nats (JetStream) with the Redis store", () => {
 		}, { timeoutMs: 15_000, message: "messages left unacknowledged" });
 	});
 });
-
-/** Whether something accepts TCP connections on the port (127.0.0.1). */
-function accepts(port: number): Promise<boolean> {
-	return new Promise(resolve => {
-		const socket = createConnection({ host: "127.0.0.1", port });
-		socket.once("connect", () => {
-			socket.destroy();
-			resolve(true);
-		});
-		socket.once("error", () => resolve(false));
-	});
-}
