@@ -3,7 +3,8 @@
 // not given; Ctrl-C stops the nodes first (they drain their writes), then the servers it started.
 import { spawn, type ChildProcess } from "node:child_process";
 import { accessSync, constants as fsConstants, createWriteStream, mkdirSync, type WriteStream } from "node:fs";
-import { createServer, connect as netConnect } from "node:net";
+import { createServer } from "node:net";
+import { tcpOpen } from "./tcp-open.ts";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { ServiceBroker } from "moleculer";
@@ -49,19 +50,6 @@ function freePort(): Promise<number> {
 			const address = server.address();
 			server.close(() => (address && typeof address === "object" ? resolve(address.port) : reject(new Error("no port"))));
 		});
-	});
-}
-
-function tcpReady(port: number): Promise<boolean> {
-	return new Promise(resolve => {
-		const socket = netConnect({ port, host: "127.0.0.1" });
-		const done = (ok: boolean) => {
-			socket.destroy();
-			resolve(ok);
-		};
-		socket.setTimeout(500, () => done(false));
-		socket.once("connect", () => done(true));
-		socket.once("error", () => done(false));
 	});
 }
 
@@ -184,7 +172,7 @@ async function main(): Promise<void> {
 			const port = await freePort();
 			const nats = launch("nats-server", bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", path.join(clusterDir, "nats")], process.env, sink("nats-server", 6));
 			servers.push(nats);
-			await waitReady("nats-server", nats, () => tcpReady(port));
+			await waitReady("nats-server", nats, () => tcpOpen(port));
 			env.TRANSPORTER = `nats://127.0.0.1:${port}`;
 		}
 		if (!process.env.REDIS_URL && !process.env.MONGO_URL) {
@@ -196,7 +184,7 @@ async function main(): Promise<void> {
 			// AOF so the local cluster keeps its customers between runs.
 			const redis = launch("redis-server", bin, ["--port", String(port), "--bind", "127.0.0.1", "--dir", redisDir, "--appendonly", "yes", "--save", ""], process.env, sink("redis-server", 7));
 			servers.push(redis);
-			await waitReady("redis-server", redis, () => tcpReady(port));
+			await waitReady("redis-server", redis, () => tcpOpen(port));
 			env.REDIS_URL = `redis://127.0.0.1:${port}`;
 		}
 
@@ -206,7 +194,7 @@ async function main(): Promise<void> {
 			const node = launch(name, process.execPath, ["bin/start.ts"], { ...env, NODE_ID: name, PORT: String(port), DATA_DIR: path.join(clusterDir, name) }, sink(name, i - 1));
 			nodes.push(node);
 			// A node without the api service has no port to wait on; it joins when it is ready.
-			if (hasApi) await waitReady(name, node, () => tcpReady(port), 30_000);
+			if (hasApi) await waitReady(name, node, () => tcpOpen(port), 30_000);
 			return node;
 		};
 		await Promise.all(Array.from({ length: count }, (_, i) => startNode(i + 1)));

@@ -5,7 +5,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { accessSync, constants as fsConstants, createWriteStream, type WriteStream } from "node:fs";
 import { readdir, readFile, rm, mkdir } from "node:fs/promises";
-import { createServer, connect as netConnect } from "node:net";
+import { createServer } from "node:net";
+import { tcpOpen } from "./tcp-open.ts";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { connect as natsConnect, headers as natsHeaders, type JetStreamClient, type NatsConnection } from "nats";
@@ -336,7 +337,7 @@ async function startServers(dir: string, log: WriteStream): Promise<{ natsUrl: s
 	try {
 		await waitFor(async () => {
 			if (!nats.alive() || !redis.alive()) throw new Error("nats-server or redis-server exited (see the log)");
-			return (await tcpOpen(natsPort)) && (await tcpOpen(redisPort));
+			return (await tcpOpen(natsPort, 300)) && (await tcpOpen(redisPort, 300));
 		}, { timeoutMs: 15_000, message: "nats-server and redis-server did not start" });
 	} catch (err) {
 		await stop();
@@ -347,23 +348,10 @@ async function startServers(dir: string, log: WriteStream): Promise<{ natsUrl: s
 
 // ---- the cluster ---------------------------------------------------------------------------------------------
 
-function tcpOpen(port: number): Promise<boolean> {
-	return new Promise(resolve => {
-		const socket = netConnect({ port, host: "127.0.0.1" });
-		const done = (open: boolean) => {
-			socket.destroy();
-			resolve(open);
-		};
-		socket.setTimeout(300, () => done(false));
-		socket.once("connect", () => done(true));
-		socket.once("error", () => done(false));
-	});
-}
-
 /** `count` consecutive free ports from `wanted`, or from a free port the OS picks when those are taken. */
 async function basePort(wanted: number, count: number): Promise<number> {
 	for (const candidate of [wanted, await freePort(), await freePort()]) {
-		const taken = await Promise.all(Array.from({ length: count }, (_, i) => tcpOpen(candidate + i)));
+		const taken = await Promise.all(Array.from({ length: count }, (_, i) => tcpOpen(candidate + i, 300)));
 		if (candidate + count < 65535 && !taken.some(Boolean)) return candidate;
 	}
 	throw new Error(`no ${count} free consecutive ports found near ${wanted}`);
