@@ -4,6 +4,8 @@ import type { ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
 import { brokerOptions } from "../moleculer.config.ts";
 import { createActorStore } from "../actors/host/store-factory.ts";
+import { journalReplay } from "../actors/host/replay.ts";
+import { reduceContextFor } from "../actors/reduce-context.ts";
 import { createCustomersService } from "../services/customers.service.ts";
 import { createApiService } from "../services/api.service.ts";
 import { createDashboardService, dashboardRoute } from "../services/dashboard.service.ts";
@@ -35,12 +37,14 @@ interface NodeContext {
  */
 const SERVICE_FACTORIES: Record<string, (ctx: NodeContext) => ServiceSchema | Promise<ServiceSchema>> = {
 	customers: ({ config, broker }) => {
-		const store = createActorStore({
-			kind: config.actor.store, dataDir: config.dataDir, redisUrl: config.redisUrl, mongoUrl: config.mongoUrl, journalMax: config.actor.journalMax
-		});
 		const churnScorer = loadChurnScorer(config.churnModel, broker.logger);
 		// rules/risk.nools, evaluated in the actor's turn; a file that does not compile fails the start here.
 		const riskRules = riskRulesFor(broker, config).evaluate;
+		// The store replays journal tails with the same reducer settings as the actors' turns.
+		const store = createActorStore({
+			kind: config.actor.store, dataDir: config.dataDir, redisUrl: config.redisUrl, mongoUrl: config.mongoUrl, journalMax: config.actor.journalMax,
+			replay: journalReplay(reduceContextFor(config.actor, churnScorer, riskRules))
+		});
 		return createCustomersService({ config, store, churnScorer, riskRules });
 	},
 	api: ({ config }) => createApiService(config, [createWebhookRoute(config), dashboardRoute()]),

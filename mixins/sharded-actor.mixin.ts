@@ -4,7 +4,8 @@
 import type { Context, ServiceBroker, ServiceSchema, ServiceSettingSchema, Service } from "moleculer";
 import { ActorHost } from "../actors/host/actor-host.ts";
 import type { ActorStore } from "../actors/host/actor-store.ts";
-import type { ChurnScorer, ReduceContext } from "../actors/customer-actor.types.ts";
+import type { ChurnScorer } from "../actors/customer-actor.types.ts";
+import { reduceContextFor } from "../actors/reduce-context.ts";
 import type { RiskRulesFn } from "../actors/risk-rules.ts";
 import { ownerOf } from "../actors/sharding.ts";
 import type { Config } from "../config/index.ts";
@@ -136,12 +137,7 @@ export class ShardMembership {
 export function ShardedActorMixin(deps: ShardedActorDeps): Partial<ShardedActorSchema> {
 	const { config, store, churnScorer } = deps;
 	const a = config.actor;
-	const reduceSettings = {
-		risk: { decayAfterMs: a.riskDecayAfterMs, decayKeep: a.riskDecayKeep, churnWeight: a.churnWeight },
-		dedupWindow: a.dedupWindow,
-		churnScorer: churnScorer ?? undefined,
-		riskRules: deps.riskRules
-	};
+	const reduceContext = reduceContextFor(a, churnScorer, deps.riskRules);
 	return {
 		events: {
 			// Fired for every join, leave, crash (heartbeat timeout) and service change anywhere in the cluster.
@@ -159,7 +155,7 @@ export function ShardedActorMixin(deps: ShardedActorDeps): Partial<ShardedActorS
 			this.actorConfig = a;
 			this.host = new ActorHost({
 				store,
-				reduceContext: (now: number): ReduceContext => ({ now, ...reduceSettings }),
+				reduceContext,
 				idleTimeoutMs: a.idleTimeoutMs,
 				maxActiveActors: a.maxActiveActors,
 				commitMaxBatch: a.commitMaxBatch,

@@ -1,18 +1,32 @@
-// The actor host: one mailbox per customer, lazy activation, passivation (idle + LRU cap), group commit with
-// compare-and-set fencing, and due-reminder delivery. The only part of actors/ that touches a store.
+// The actor host: one mailbox per customer, lazy batched activation, passivation (idle + a frequency-aware cap in
+// actors and bytes), group commit with compare-and-set fencing, snapshots every N events on event-sourced stores,
+// and due-reminder delivery. The only part of actors/ that touches a store.
 import { eventKey } from "../../models/cloud-event.ts";
 import type { CustomerState } from "../../models/customer-state.ts";
 import { emptyCustomerState, reduce } from "../customer.reducer.ts";
 import type { CustomerMessage, Effect, ReduceContext } from "../customer-actor.types.ts";
-import type { ActorStore, ActorWrite, JournalEntry } from "./actor-store.ts";
+import type { ActorStore, ActorWrite, JournalEntry, LoadedActor } from "./actor-store.ts";
 
 /** How often, and for how long at most, the host compacts idle actors' states (see compactIdle). */
 const COMPACT_EVERY_MS = 250;
 /** Group commits allowed in flight at once (of disjoint actors): keeps the store busy while the next batch fills. */
 const MAX_INFLIGHT_BATCHES = 4;
 const COMPACT_BUDGET_MS = 20;
-/** An actor is compacted once it has had no write for this long. */
+/** An actor is compacted, and snapshotted if its journal has a tail, once it has had no write for this long. */
 const COMPACT_QUIET_MS = 5000;
+/** Default of `snapshotEvery`. */
+export const DEFAULT_SNAPSHOT_EVERY = 100;
+/**
+ * Heap of one active actor before the host has measured any (the typical customer's state, compacted, plus its
+ * bookkeeping); refined from the JSON size of the states it compacts.
+ */
+const DEFAULT_ACTOR_BYTES = 2048;
+/** Per-actor heap besides the state's own (the Actor record, map entries, id string). */
+const ACTOR_OVERHEAD_BYTES = 300;
+/** Share of the cap the probation segment may hold (new actors, not used again yet). */
+const PROBATION_SHARE = 0.1;
+/** Uses counted per actor for eviction: an actor used again gets up to this many second chances. */
+const MAX_FREQ = 3;
 
 export type ActorHostErrorType = "VERSION_CONFLICT" | "STORE_UNAVAILABLE" | "HOST_STOPPED" | "NOT_OWNER";
 
@@ -39,6 +53,14 @@ export interface ActorHostOptions {
 	reduceContext: (now: number) => ReduceContext;
 	idleTimeoutMs: number;
 	maxActiveActors: number;
+	/** Cap on the estimated heap of active actors (bytes); the tighter of this and maxActiveActors applies. */
+	maxActiveBytes?: number;
+	/**
+	 * Event-sourced stores: write the state as a snapshot once this many events were journaled since the last one
+	 * (also when an actor goes quiet, and for every write that carries a reminder). Must not exceed the store's
+	 * journal length. Default DEFAULT_SNAPSHOT_EVERY.
+	 */
+	snapshotEvery?: number;
 	commitMaxBatch: number;
 	commitIntervalMs: number;
 	reminderPollMs: number;
@@ -72,6 +94,8 @@ interface BatchEntry {
 	expectedVersion: number;
 	state: CustomerState;
 	journal: JournalEntry[];
+	/** Write the state as a snapshot whatever the count: it holds a non-event message, or the actor went quiet. */
+	snapshot: boolean;
 	effects: Effect[];
 	/** The origin of the message that produced each effect (same index). */
 	origins: unknown[];
@@ -99,7 +123,17 @@ interface Actor {
 	inflight: BatchEntry | null;
 	lastUsedAt: number;
 	dropped: boolean;
+	/** Events journaled (persisted or in flight) since the state was last written as a snapshot. */
+	sinceSnapshot: number;
+	/** Uses since it entered its segment, up to MAX_FREQ: what spares it from eviction. */
+	freq: number;
+	/** Which eviction segment holds it: probation (new) or main (used again while in probation). */
+	main: boolean;
+	/** When its last write was persisted (compaction waits for quiet). */
+	committedAt: number;
 }
+
+type LoadCallback = (loaded: LoadedActor | null, err: unknown) => void;
 
 export interface ActorHostStats {
 	active: number;
@@ -117,8 +151,26 @@ export interface ActorHostStats {
 export class ActorHost {
 	private readonly opts: ActorHostOptions;
 	private readonly now: () => number;
-	/** Insertion order is recency order: a touched actor is re-inserted at the end (LRU). */
+	/** Every active actor by id. */
 	private readonly actors = new Map<string, Actor>();
+	/**
+	 * Eviction order (segmented, frequency-aware, as S3-FIFO): new actors enter `probation`; one used again before
+	 * it reaches the head moves to `main`, others are evicted first, so a burst of one-off customers cannot flush
+	 * the working set. `main` is a CLOCK: at the head, an actor used since its last pass gets another round.
+	 * A use only bumps a counter: no reordering per message.
+	 */
+	private readonly probation = new Map<string, Actor>();
+	private readonly main = new Map<string, Actor>();
+	private readonly snapshotEvery: number;
+	/** Running estimate of one active actor's heap (bytes), for maxActiveBytes. */
+	private actorBytes = DEFAULT_ACTOR_BYTES;
+	/** Cold customers waiting for the next batched load (one store round trip per tick). */
+	private loadIds: string[] = [];
+	private loadCallbacks: LoadCallback[] = [];
+	private loadTimer: NodeJS.Immediate | null = null;
+	/** The reduce context of the current millisecond: built once, not once per message. */
+	private ctxNow = Number.NaN;
+	private ctx: ReduceContext | null = null;
 	private batch = new Map<string, BatchEntry>();
 	/** Group commits in flight; each holds distinct actors, so one actor's writes never overtake each other. */
 	private inflightBatches = 0;
@@ -126,7 +178,7 @@ export class ActorHost {
 	private idleTimer: NodeJS.Timeout | null = null;
 	private reminderTimer: NodeJS.Timeout | null = null;
 	private compactTimer: NodeJS.Timeout | null = null;
-	/** Actors whose state changed since it was last compacted, least recently committed first (value: commit time). */
+	/** Actors whose state changed since it was last compacted, in the order they first changed (value: that time). */
 	private readonly uncompacted = new Map<Actor, number>();
 	private stopped = false;
 	private drainWaiters: Array<() => void> = [];
@@ -140,6 +192,8 @@ export class ActorHost {
 	constructor(opts: ActorHostOptions) {
 		this.opts = opts;
 		this.now = opts.now ?? Date.now;
+		this.snapshotEvery = opts.snapshotEvery ?? DEFAULT_SNAPSHOT_EVERY;
+		if (!Number.isInteger(this.snapshotEvery) || this.snapshotEvery < 1) throw new Error(`ActorHost: snapshotEvery must be a positive integer, got ${opts.snapshotEvery}`);
 	}
 
 	start(): void {
@@ -149,7 +203,7 @@ export class ActorHost {
 		this.idleTimer.unref();
 		this.reminderTimer = setInterval(() => void this.deliverDueReminders(), this.opts.reminderPollMs);
 		this.reminderTimer.unref();
-		this.compactTimer = setInterval(() => this.compactIdle(COMPACT_BUDGET_MS, COMPACT_QUIET_MS), COMPACT_EVERY_MS);
+		this.compactTimer = setInterval(() => this.compactIdle(COMPACT_BUDGET_MS, COMPACT_QUIET_MS, true), COMPACT_EVERY_MS);
 		this.compactTimer.unref();
 	}
 
@@ -162,6 +216,8 @@ export class ActorHost {
 		await this.drain();
 		for (const actor of this.actors.values()) this.drop(actor, new ActorHostError("host stopped", "HOST_STOPPED"));
 		this.actors.clear();
+		this.probation.clear();
+		this.main.clear();
 		this.stats.active = 0;
 	}
 
@@ -196,11 +252,12 @@ export class ActorHost {
 			if (actor.committed) return actor.committed;
 			return actor.latest ? this.afterPending(actor).then(() => actor.committed) : null;
 		}
-		const state = await this.opts.store.load(customerId);
-		if (state === null) return null;
+		const loaded = await new Promise<LoadedActor | null>((resolve, reject) =>
+			this.enqueueLoad(customerId, (res, err) => (err === undefined ? resolve(res) : reject(err))));
+		if (loaded === null) return null;
 		// Activate with what we just read so the next message doesn't pay for a second load.
-		if (!this.actors.has(customerId) && !this.stopped) this.install(customerId, state);
-		return this.actors.get(customerId)?.committed ?? state;
+		if (!this.actors.has(customerId) && !this.stopped) this.install(customerId, loaded);
+		return this.actors.get(customerId)?.committed ?? loaded.state;
 	}
 
 	/** The in-memory state if the actor is active (no load): for inspection. */
@@ -220,12 +277,23 @@ export class ActorHost {
 	passivate(customerId: string): boolean {
 		const actor = this.actors.get(customerId);
 		if (!actor || !this.isIdle(actor)) return false;
-		this.actors.delete(customerId);
-		actor.dropped = true;
-		this.uncompacted.delete(actor);
-		this.stats.passivations++;
+		this.evict(actor);
 		this.stats.active = this.actors.size;
 		return true;
+	}
+
+	/** Removes an idle actor from memory (caller checked isIdle). */
+	private evict(actor: Actor): void {
+		this.forget(actor);
+		this.stats.passivations++;
+	}
+
+	private forget(actor: Actor): void {
+		actor.dropped = true;
+		if (this.actors.get(actor.id) === actor) this.actors.delete(actor.id);
+		const segment = actor.main ? this.main : this.probation;
+		if (segment.get(actor.id) === actor) segment.delete(actor.id);
+		this.uncompacted.delete(actor);
 	}
 
 	/** Passivates every idle actor this node no longer owns (after a membership change); returns how many. */
@@ -240,36 +308,71 @@ export class ActorHost {
 	private touch(customerId: string): Actor {
 		let actor = this.actors.get(customerId);
 		if (actor) {
-			this.actors.delete(customerId);
-			this.actors.set(customerId, actor);
+			if (actor.freq < MAX_FREQ) actor.freq++;
 			actor.lastUsedAt = this.now();
 			return actor;
 		}
-		actor = { id: customerId, state: null, committed: null, waiting: [], latest: null, inflight: null, lastUsedAt: this.now(), dropped: false };
-		this.actors.set(customerId, actor);
-		this.stats.activations++;
-		this.stats.active = this.actors.size;
+		actor = this.newActor(customerId, null, 0);
 		this.enforceCap();
 		const loading = actor;
-		this.opts.store.load(customerId).then(
-			state => this.loaded(loading, state),
-			(err: unknown) => this.drop(loading, new ActorHostError(`loading customer ${customerId} failed: ${String(err)}`, "STORE_UNAVAILABLE", { cause: err }))
-		);
+		this.enqueueLoad(customerId, (loaded, err) => {
+			if (err === undefined) this.loaded(loading, loaded);
+			else this.drop(loading, new ActorHostError(`loading customer ${customerId} failed: ${String(err)}`, "STORE_UNAVAILABLE", { cause: err }));
+		});
 		return actor;
 	}
 
-	private install(customerId: string, state: CustomerState): void {
-		const actor: Actor = { id: customerId, state, committed: state, waiting: [], latest: null, inflight: null, lastUsedAt: this.now(), dropped: false };
+	private newActor(customerId: string, state: CustomerState | null, sinceSnapshot: number): Actor {
+		const actor: Actor = {
+			id: customerId, state, committed: state, waiting: [], latest: null, inflight: null, lastUsedAt: this.now(),
+			dropped: false, sinceSnapshot, freq: 0, main: false, committedAt: 0
+		};
 		this.actors.set(customerId, actor);
+		this.probation.set(customerId, actor);
 		this.stats.activations++;
 		this.stats.active = this.actors.size;
+		return actor;
+	}
+
+	private install(customerId: string, loaded: LoadedActor): void {
+		this.newActor(customerId, loaded.state, loaded.sinceSnapshot);
 		this.enforceCap();
 	}
 
-	private loaded(actor: Actor, stored: CustomerState | null): void {
+	/** Queues a cold customer for the next batched load: every customer queued in the same tick is read in one call. */
+	private enqueueLoad(customerId: string, callback: LoadCallback): void {
+		this.loadIds.push(customerId);
+		this.loadCallbacks.push(callback);
+		if (this.loadTimer === null) this.loadTimer = setImmediate(() => this.flushLoads());
+	}
+
+	private flushLoads(): void {
+		this.loadTimer = null;
+		const ids = this.loadIds;
+		const callbacks = this.loadCallbacks;
+		this.loadIds = [];
+		this.loadCallbacks = [];
+		let rows: Promise<Array<LoadedActor | null>>;
+		try {
+			rows = this.opts.store.loadMany(ids);
+		} catch (err) {
+			rows = Promise.reject(err);
+		}
+		rows.then(
+			loaded => {
+				for (let i = 0; i < callbacks.length; i++) callbacks[i](loaded[i] ?? null, undefined);
+			},
+			(err: unknown) => {
+				for (const callback of callbacks) callback(null, err ?? new Error("load failed"));
+			}
+		);
+	}
+
+	private loaded(actor: Actor, stored: LoadedActor | null): void {
 		if (actor.dropped) return;
-		actor.state = stored ?? emptyCustomerState(actor.id);
-		actor.committed = stored;
+		actor.state = stored ? stored.state : emptyCustomerState(actor.id);
+		actor.committed = stored ? stored.state : null;
+		actor.sinceSnapshot = stored ? stored.sinceSnapshot : 0;
 		const waiting = actor.waiting;
 		actor.waiting = [];
 		for (const q of waiting) this.apply(actor, q.msg, q.origin, q.resolve, q.reject);
@@ -282,7 +385,7 @@ export class ActorHost {
 		const t0 = observer?.onApply ? performance.now() : 0;
 		let result;
 		try {
-			result = reduce(before, msg, this.opts.reduceContext(now));
+			result = reduce(before, msg, this.contextAt(now));
 		} catch (err) {
 			reject(err instanceof Error ? err : new Error(String(err)));
 			return;
@@ -302,7 +405,7 @@ export class ActorHost {
 		actor.state = state;
 		let entry = this.batch.get(actor.id);
 		if (!entry || entry.actor !== actor) {
-			entry = { actor, expectedVersion: before.version, state, journal: [], effects: [], origins: [], waiters: [] };
+			entry = { actor, expectedVersion: before.version, state, journal: [], snapshot: false, effects: [], origins: [], waiters: [] };
 			this.batch.set(actor.id, entry);
 			this.stats.pendingWrites = this.batch.size;
 		}
@@ -313,6 +416,9 @@ export class ActorHost {
 				customerId: actor.id, version: state.version, key: eventKey(msg.event), appliedAt: now,
 				riskScore: state.risk.score, event: msg.event
 			});
+		} else {
+			// Only events are journaled: a write that carries anything else must carry the state.
+			entry.snapshot = true;
 		}
 		for (const e of result.effects) {
 			entry.effects.push(e);
@@ -320,6 +426,14 @@ export class ActorHost {
 		}
 		entry.waiters.push({ resolve, reject, result: { applied: true, version: state.version, riskScore: state.risk.score } });
 		this.scheduleFlush();
+	}
+
+	private contextAt(now: number): ReduceContext {
+		if (now !== this.ctxNow || this.ctx === null) {
+			this.ctx = this.opts.reduceContext(now);
+			this.ctxNow = now;
+		}
+		return this.ctx;
 	}
 
 	private scheduleFlush(): void {
@@ -347,7 +461,14 @@ export class ActorHost {
 		for (const entry of entries) entry.actor.inflight = entry;
 		this.inflightBatches++;
 		if (this.batch.size > 0) this.scheduleFlush();
-		const writes: ActorWrite[] = entries.map(e => ({ id: e.actor.id, expectedVersion: e.expectedVersion, state: e.state, journal: e.journal }));
+		const eventSourced = this.opts.store.eventSourced;
+		const writes: ActorWrite[] = entries.map(e => {
+			const actor = e.actor;
+			const since = actor.sinceSnapshot + e.journal.length;
+			const snapshot = !eventSourced || e.snapshot || since >= this.snapshotEvery;
+			actor.sinceSnapshot = snapshot ? 0 : since;
+			return { id: actor.id, expectedVersion: e.expectedVersion, state: e.state, journal: e.journal, snapshot };
+		});
 		const t0 = performance.now();
 		try {
 			const results = await this.opts.store.saveBatch(writes);
@@ -393,9 +514,8 @@ export class ActorHost {
 		this.stats.committedWrites++;
 		actor.committed = entry.state;
 		if (actor.latest === entry) actor.latest = null;
-		// Re-inserted so the map stays in commit order: compaction stops at the first actor still busy.
-		this.uncompacted.delete(actor);
-		this.uncompacted.set(actor, this.now());
+		actor.committedAt = this.now();
+		if (!this.uncompacted.has(actor)) this.uncompacted.set(actor, actor.committedAt);
 		if (entry.effects.length > 0 && this.opts.onEffects) {
 			try {
 				this.opts.onEffects(entry.effects, entry.origins);
@@ -408,9 +528,7 @@ export class ActorHost {
 
 	/** Forgets an actor after a failed load or write; every message not persisted yet is rejected (retryable). */
 	private drop(actor: Actor, err: ActorHostError, failed?: BatchEntry): void {
-		actor.dropped = true;
-		this.uncompacted.delete(actor);
-		if (this.actors.get(actor.id) === actor) this.actors.delete(actor.id);
+		this.forget(actor);
 		this.stats.active = this.actors.size;
 		if (failed) for (const w of failed.waiters) w.reject(err);
 		const next = this.batch.get(actor.id);
@@ -430,24 +548,46 @@ export class ActorHost {
 	 * States built event by event by the reducer carry V8's growth slack (over-allocated arrays, dictionary-mode
 	 * objects): about 2.9 KB for a typical customer against 1.6 KB for the same state rebuilt from JSON. Rebuilding
 	 * idle actors' states in the background keeps memory per active actor low without a cost per event.
-	 * Works for at most `budgetMs`; returns how many states it rebuilt.
+	 * With `snapshot` (the host's timer), a quiet actor whose journal has a tail past its snapshot also gets its state
+	 * written as a snapshot, so an activation replays little. Works for at most `budgetMs`; returns how many states
+	 * it rebuilt.
 	 */
-	compactIdle(budgetMs = Infinity, quietMs = 0): number {
+	compactIdle(budgetMs = Infinity, quietMs = 0, snapshot = false): number {
 		const deadline = performance.now() + budgetMs;
 		const quietSince = this.now() - quietMs;
+		const snapshots = snapshot && this.opts.store.eventSourced && !this.stopped;
 		let compacted = 0;
-		for (const [actor, committedAt] of this.uncompacted) {
+		let visited = 0;
+		for (const [actor, since] of this.uncompacted) {
 			// Hot actors would be rebuilt again and again, and ones about to be evicted for nothing: wait until quiet.
-			if (committedAt > quietSince) break;
+			if (since > quietSince) break;
+			if ((++visited & 63) === 0 && performance.now() > deadline) break;
 			this.uncompacted.delete(actor);
+			if (actor.committedAt > quietSince) {
+				// Written again since it was queued: back of the queue, with its latest write time.
+				this.uncompacted.set(actor, actor.committedAt);
+				continue;
+			}
 			if (actor.dropped || !this.isIdle(actor) || actor.committed === null || actor.state !== actor.committed) continue;
-			const copy = JSON.parse(JSON.stringify(actor.committed)) as CustomerState;
+			const json = JSON.stringify(actor.committed);
+			const copy = JSON.parse(json) as CustomerState;
 			actor.state = copy;
 			actor.committed = copy;
+			// The running estimate of an actor's heap, for maxActiveBytes: a rebuilt state takes about its JSON size.
+			this.actorBytes += (json.length + ACTOR_OVERHEAD_BYTES - this.actorBytes) / 256;
 			compacted++;
-			if ((compacted & 63) === 0 && performance.now() > deadline) break;
+			if (snapshots && actor.sinceSnapshot > 0) this.writeSnapshot(actor, copy);
 		}
 		return compacted;
+	}
+
+	/** Queues a write of an idle actor's committed state as its snapshot (same version, no journal). */
+	private writeSnapshot(actor: Actor, state: CustomerState): void {
+		const entry: BatchEntry = { actor, expectedVersion: state.version, state, journal: [], snapshot: true, effects: [], origins: [], waiters: [] };
+		this.batch.set(actor.id, entry);
+		this.stats.pendingWrites = this.batch.size;
+		actor.latest = entry;
+		this.scheduleFlush();
 	}
 
 	private afterPending(actor: Actor): Promise<void> {
@@ -463,15 +603,45 @@ export class ActorHost {
 		return actor.state !== null && actor.latest === null && actor.inflight === null && actor.waiting.length === 0;
 	}
 
+	/** The number of active actors allowed now: maxActiveActors, or fewer when maxActiveBytes is the tighter cap. */
+	private cap(): number {
+		const bytes = this.opts.maxActiveBytes;
+		const byBytes = bytes === undefined ? Infinity : Math.max(1, Math.floor(bytes / this.actorBytes));
+		return Math.min(this.opts.maxActiveActors, byBytes);
+	}
+
+	/**
+	 * Evicts idle actors until the cap holds: from probation while it is over its share (one used again there moves
+	 * to main instead), else from main's head (one used since its last pass loses a use and goes round again). Busy
+	 * actors go round too; they are evicted later, once their writes land. The work is bounded per call.
+	 */
 	private enforceCap(): void {
-		let excess = this.actors.size - this.opts.maxActiveActors;
+		const cap = this.cap();
+		let excess = this.actors.size - cap;
 		if (excess <= 0) return;
-		// Oldest first; busy actors are skipped (they are passivated later, once their writes land).
-		for (const actor of this.actors.values()) {
-			if (excess <= 0) break;
-			if (this.isIdle(actor)) {
-				this.actors.delete(actor.id);
+		const probationMax = Math.max(1, Math.floor(cap * PROBATION_SHARE));
+		let budget = excess * 4 + 64;
+		while (excess > 0 && budget-- > 0) {
+			const fromProbation = this.probation.size > probationMax || this.main.size === 0;
+			const segment = fromProbation ? this.probation : this.main;
+			const head = segment.values().next();
+			if (head.done) break;
+			const actor = head.value;
+			segment.delete(actor.id);
+			if (!this.isIdle(actor)) {
+				segment.set(actor.id, actor);
+			} else if (actor.freq > 0) {
+				if (fromProbation) {
+					actor.freq = 0;
+					actor.main = true;
+					this.main.set(actor.id, actor);
+				} else {
+					actor.freq--;
+					this.main.set(actor.id, actor);
+				}
+			} else {
 				actor.dropped = true;
+				this.actors.delete(actor.id);
 				this.uncompacted.delete(actor);
 				this.stats.passivations++;
 				excess--;
@@ -482,9 +652,9 @@ export class ActorHost {
 
 	private passivateIdle(): void {
 		const cutoff = this.now() - this.opts.idleTimeoutMs;
-		for (const actor of [...this.actors.values()]) {
-			if (actor.lastUsedAt > cutoff) break;
-			this.passivate(actor.id);
+		// Deleting the current entry while iterating a Map is safe: iteration goes on with the next one.
+		for (const actor of this.actors.values()) {
+			if (actor.lastUsedAt <= cutoff) this.passivate(actor.id);
 		}
 	}
 

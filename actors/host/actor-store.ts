@@ -1,4 +1,6 @@
 // The persistence contract of the actor host (ARCHITECTURE §5): load, compare-and-set save with journal, queries.
+// Event-sourced stores (eventSourced = true) keep the journal as the source of truth and the state as a snapshot
+// written only now and then (ActorWrite.snapshot); load rebuilds the current state as snapshot + journal tail.
 import type { CloudEvent } from "../../models/cloud-event.ts";
 import type { CustomerState } from "../../models/customer-state.ts";
 
@@ -22,6 +24,20 @@ export interface ActorWrite {
 	state: CustomerState;
 	/** Entries appended to the customer's journal in the same atomic write, oldest first. */
 	journal: JournalEntry[];
+	/**
+	 * Whether `state` is written as the customer's snapshot. Absent or true: always. False (only for a store whose
+	 * `eventSourced` is true): the store appends the journal, moves the version and the indexes (risk score, next
+	 * reminder) from `state`, and keeps the older snapshot; `journal` must then hold one entry per version since
+	 * `expectedVersion`, so that snapshot + journal tail replays to `state`.
+	 */
+	snapshot?: boolean;
+}
+
+/** What an activation reads: the current state and how many journal entries it was replayed from past the snapshot. */
+export interface LoadedActor {
+	state: CustomerState;
+	/** Events persisted after the stored snapshot (0 when the snapshot is current). */
+	sinceSnapshot: number;
 }
 
 export type WriteResult =
@@ -43,9 +59,17 @@ export interface ActorStore {
 	readonly kind: string;
 	/** True when other nodes can share this store (cluster mode refuses a store that is not). */
 	readonly shared: boolean;
+	/**
+	 * True when saveBatch accepts journal-only writes (`snapshot: false`) and load still returns the current state
+	 * (by replaying the journal tail, or because the store keeps the current state anyway).
+	 */
+	readonly eventSourced: boolean;
 	connect(): Promise<void>;
 	close(): Promise<void>;
+	/** The current state, or null for a customer never written. */
 	load(id: string): Promise<CustomerState | null>;
+	/** Batched activation: the current state of each id (null: never written), in the order of `ids`, in one round trip. */
+	loadMany(ids: readonly string[]): Promise<Array<LoadedActor | null>>;
 	/** Group commit: every write is a compare-and-set on its own customer; results are in the order of `writes`. */
 	saveBatch(writes: ActorWrite[]): Promise<WriteResult[]>;
 	/** Newest first. */

@@ -1,6 +1,9 @@
 // In-process ActorStore for tests and throwaway nodes: same contract as the real stores, nothing survives the process.
-// States and journal entries are deep-copied in and out so a caller can never mutate what the store holds.
-import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type ReminderRow, type RiskRow, type WriteResult } from "./actor-store.ts";
+// Snapshots (ActorWrite.snapshot, the default) and what load returns are deep copies, so a caller can never mutate
+// what the store holds. A journal-only write (snapshot: false) comes from the actor host, whose states and entries are
+// never mutated once built (the reducer is pure): the store keeps them by reference and copies only when it hands
+// them out, so the in-process host pays no copy per event. Nothing to replay: the current state is always held.
+import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "./actor-store.ts";
 import type { CustomerState } from "../../models/customer-state.ts";
 
 export interface MemoryActorStoreOptions {
@@ -11,6 +14,7 @@ export interface MemoryActorStoreOptions {
 export class MemoryActorStore implements ActorStore {
 	readonly kind = "memory";
 	readonly shared = false;
+	readonly eventSourced = true;
 	private readonly journalMax: number;
 	private readonly states = new Map<string, CustomerState>();
 	/** Oldest first, as appended. */
@@ -29,9 +33,16 @@ export class MemoryActorStore implements ActorStore {
 		return state === undefined ? null : structuredClone(state);
 	}
 
+	async loadMany(ids: readonly string[]): Promise<Array<LoadedActor | null>> {
+		return ids.map(id => {
+			const state = this.states.get(id);
+			return state === undefined ? null : { state: structuredClone(state), sinceSnapshot: 0 };
+		});
+	}
+
 	async saveBatch(writes: ActorWrite[]): Promise<WriteResult[]> {
-		// Clone everything first: a write that cannot be cloned fails the batch before any of it is applied.
-		const copies = writes.map(w => ({ id: w.id, expectedVersion: w.expectedVersion, state: structuredClone(w.state), journal: structuredClone(w.journal) }));
+		// Clone snapshots first: a write that cannot be cloned fails the batch before any of it is applied.
+		const copies = writes.map(w => w.snapshot === false ? w : { id: w.id, expectedVersion: w.expectedVersion, state: structuredClone(w.state), journal: structuredClone(w.journal) });
 		return copies.map(w => this.apply(w));
 	}
 

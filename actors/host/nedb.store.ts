@@ -4,7 +4,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import DbService from "moleculer-db";
 import type { Service, ServiceBroker } from "moleculer";
-import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type ReminderRow, type RiskRow, type WriteResult } from "./actor-store.ts";
+import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "./actor-store.ts";
 import type { CustomerState } from "../../models/customer-state.ts";
 
 export interface StoreLogger {
@@ -69,6 +69,8 @@ const defaultLogger: StoreLogger = { info() {}, warn: console.warn, error: conso
 export class NedbActorStore implements ActorStore {
 	readonly kind = "nedb";
 	readonly shared = false;
+	/** The simple path: every write carries the whole state (NeDB appends a line per write either way). */
+	readonly eventSourced = false;
 	private readonly dir: string;
 	private readonly compactionIntervalMs: number;
 	private readonly logger: StoreLogger;
@@ -131,6 +133,15 @@ export class NedbActorStore implements ActorStore {
 	async load(id: string): Promise<CustomerState | null> {
 		const doc = await this.dbs().customers.findOneAsync({ _id: id });
 		return doc ? JSON.parse(doc.state) as CustomerState : null;
+	}
+
+	async loadMany(ids: readonly string[]): Promise<Array<LoadedActor | null>> {
+		const docs = await this.dbs().customers.findAsync({ _id: { $in: ids } });
+		const byId = new Map(docs.map(d => [d._id, d]));
+		return ids.map(id => {
+			const doc = byId.get(id);
+			return doc ? { state: JSON.parse(doc.state) as CustomerState, sinceSnapshot: 0 } : null;
+		});
 	}
 
 	async saveBatch(writes: ActorWrite[]): Promise<WriteResult[]> {

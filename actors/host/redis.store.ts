@@ -1,20 +1,27 @@
 // Shared ActorStore on Redis (ioredis): one Lua script makes each compare-and-set save atomic with its journal and indexes.
-// saveBatch sends the whole batch in one round trip: a pipeline of script calls of up to 100 writes each.
+// saveBatch sends the whole batch in one round trip: a pipeline of script calls of up to 100 writes each; loadMany
+// reads many customers (snapshot + journal tail) with one script call per 500.
 // Key layout (prefix defaults to "crm:"):
-//   {prefix}customer:{id}   string  the state as JSON, written with "version" as its first key (see stateJson)
-//   {prefix}journal:{id}    list    journal entries as JSON, newest at the head, trimmed to journalMax
+//   {prefix}customer:{id}   string  the snapshot: a state as JSON, written with "version" as its first key (see stateJson)
+//   {prefix}journal:{id}    list    journal entries as JSON ("version" first), newest at the head, trimmed to journalMax
 //   {prefix}risk            zset    member = customer id, score = risk score (every stored customer is in it)
 //   {prefix}reminders       zset    member = customer id, score = earliest reminder (ms); absent without reminders
+// Event-sourced (with a `replay`): a customer's version is the larger of its snapshot's and its newest journal entry's;
+// a journal-only write appends entries after a compare-and-set on that version, and load replays the entries newer
+// than the snapshot. Without `replay` every write carries its snapshot and the journal is history only.
 // One script touches several customers' keys, so this layout is for a single Redis (or a primary), not Redis Cluster.
 import { Redis, type ChainableCommander } from "ioredis";
-import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type ReminderRow, type RiskRow, type WriteResult } from "./actor-store.ts";
+import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "./actor-store.ts";
 import type { CustomerState } from "../../models/customer-state.ts";
+import type { Replay } from "./replay.ts";
 
 export interface RedisActorStoreOptions {
 	url: string;
 	keyPrefix?: string;
 	/** Journal entries kept per customer. */
 	journalMax?: number;
+	/** Rebuilds a state from snapshot + journal tail; given, the store is event-sourced (accepts journal-only writes). */
+	replay?: Replay;
 	/** Where connection errors are reported (at most one line per 10 s); stderr when absent. */
 	logger?: { warn(...args: unknown[]): void };
 }
@@ -27,11 +34,11 @@ const DEFAULTS = { keyPrefix: "crm:", journalMax: 1000 };
 /**
  * Compare-and-set saves of several customers, each atomic on its own (as is the whole call).
  * KEYS: risk index, reminders index, then customer key and journal key of each write.
- * ARGV: journalMax, then per write: id, expected version, state JSON, risk score, next reminder ("" = none),
- * number of journal entries, the entries (oldest first).
+ * ARGV: journalMax, then per write: id, expected version, snapshot JSON ("" = journal only, keep the snapshot),
+ * risk score, next reminder ("" = none), number of journal entries, the entries (oldest first).
  * Returns one number per write: -2 saved, -1 conflict with no such customer, -3 unreadable stored state,
- * else the conflicting current version. The version is read from the first bytes of the stored JSON, so a save
- * never decodes the previous state.
+ * else the conflicting current version. Versions are read from the first bytes of the snapshot and of the newest
+ * journal entry, so a save never decodes a state.
  */
 const CAS_SAVE_LUA = `
 local riskKey, remindersKey = KEYS[1], KEYS[2]
@@ -48,12 +55,19 @@ while a <= #ARGV do
 	local head = redis.call("GETRANGE", customerKey, 0, 40)
 	local current = -1
 	if head ~= "" then current = tonumber(string.match(head, '^{"version":(%d+)')) or -3 end
+	if current ~= -3 then
+		local top = redis.call("LINDEX", journalKey, 0)
+		if top then
+			local v = tonumber(string.match(top, '^{"version":(%d+)'))
+			if v and v > current then current = v end
+		end
+	end
 	if current == -3 then
 		out[w] = -3
-	elseif (head == "" and expected ~= 0) or (head ~= "" and (expected == 0 or current ~= expected)) then
+	elseif (current == -1 and expected ~= 0) or (current ~= -1 and (expected == 0 or current ~= expected)) then
 		out[w] = current
 	else
-		redis.call("SET", customerKey, json)
+		if json ~= "" then redis.call("SET", customerKey, json) end
 		if last >= first then
 			-- In chunks: unpack() of thousands of values would overflow the Lua stack.
 			local length = 0
@@ -71,6 +85,34 @@ return out
 `;
 
 /**
+ * Snapshot + journal tail of several customers, read atomically per customer.
+ * KEYS: customer key and journal key of each customer. Returns per customer { snapshot or nil, tail entries newest
+ * first }: the entries whose version is above the snapshot's (all of them without a snapshot).
+ */
+const LOAD_LUA = `
+local out = {}
+for i = 1, #KEYS, 2 do
+	local snap = redis.call("GET", KEYS[i])
+	local snapVersion = 0
+	if snap then snapVersion = tonumber(string.match(snap, '^{"version":(%d+)')) or 0 end
+	local row = { snap }
+	local top = redis.call("LINDEX", KEYS[i + 1], 0)
+	if top then
+		local v = tonumber(string.match(top, '^{"version":(%d+)'))
+		if v and v > snapVersion then
+			local tail = redis.call("LRANGE", KEYS[i + 1], 0, v - snapVersion - 1)
+			for j = 1, #tail do row[j + 1] = tail[j] end
+		end
+	end
+	out[#out + 1] = row
+end
+return out
+`;
+
+/** Customers per load script call: bounded so one call does not hold Redis for long. */
+const LOAD_CHUNK = 500;
+
+/**
  * Writes per script call. One call per write costs Redis a Lua invocation each and, with appendfsync always, an
  * fsync per 16 KB it reads; a few large calls cost a few (1000 writes of 1 KB states, appendfsync always, on a
  * 2-vCPU box: 54–71 ms median as one call per write, 28–39 ms in calls of 100). Capped so that one call does not
@@ -82,6 +124,12 @@ const CHUNK_BYTES = 1 << 20;
 /** The script as ioredis exposes it once defined (on the client and on its pipelines). */
 interface CasSaveCommand {
 	crmActorCasSave(numberOfKeys: number, ...keysAndArgs: (string | number)[]): unknown;
+	crmActorLoad(numberOfKeys: number, ...keys: string[]): unknown;
+}
+
+/** A journal entry's JSON with "version" first, where the scripts read it. */
+function entryJson(e: JournalEntry): string {
+	return JSON.stringify({ version: e.version, customerId: e.customerId, key: e.key, appliedAt: e.appliedAt, riskScore: e.riskScore, event: e.event });
 }
 
 /** The state's JSON with "version" first, where the script's CAS check reads it; still plain JSON for load. */
@@ -96,6 +144,8 @@ function stateJson(state: CustomerState): string {
 export class RedisActorStore implements ActorStore {
 	readonly kind = "redis";
 	readonly shared = true;
+	readonly eventSourced: boolean;
+	private readonly replay: Replay | undefined;
 	private readonly redis: Redis;
 	private readonly prefix: string;
 	private readonly journalMax: number;
@@ -104,6 +154,8 @@ export class RedisActorStore implements ActorStore {
 		if (!opts.url) throw new Error("RedisActorStore: option `url` is required");
 		this.prefix = opts.keyPrefix ?? DEFAULTS.keyPrefix;
 		this.journalMax = opts.journalMax ?? DEFAULTS.journalMax;
+		this.replay = opts.replay;
+		this.eventSourced = opts.replay !== undefined;
 		if (!Number.isInteger(this.journalMax) || this.journalMax < 1) throw new Error(`RedisActorStore: option \`journalMax\` must be a positive integer, got ${opts.journalMax}`);
 		this.redis = new Redis(opts.url, { lazyConnect: true, enableAutoPipelining: true });
 		// Without a listener ioredis prints every reconnect failure as an "unhandled error"; calls still fail on their own.
@@ -117,6 +169,7 @@ export class RedisActorStore implements ActorStore {
 			else console.warn(line);
 		});
 		this.redis.defineCommand("crmActorCasSave", { lua: CAS_SAVE_LUA });
+		this.redis.defineCommand("crmActorLoad", { lua: LOAD_LUA });
 	}
 
 	private customerKey(id: string): string {
@@ -150,8 +203,30 @@ export class RedisActorStore implements ActorStore {
 	}
 
 	async load(id: string): Promise<CustomerState | null> {
-		const json = await this.redis.get(this.customerKey(id));
-		return json === null ? null : JSON.parse(json) as CustomerState;
+		const [loaded] = await this.loadMany([id]);
+		return loaded ? loaded.state : null;
+	}
+
+	async loadMany(ids: readonly string[]): Promise<Array<LoadedActor | null>> {
+		if (ids.length === 0) return [];
+		const client = this.redis as Redis & CasSaveCommand;
+		const calls: Promise<unknown>[] = [];
+		for (let i = 0; i < ids.length; i += LOAD_CHUNK) {
+			const keys: string[] = [];
+			for (const id of ids.slice(i, i + LOAD_CHUNK)) keys.push(this.customerKey(id), this.journalKey(id));
+			calls.push(client.crmActorLoad(keys.length, ...keys) as Promise<unknown>);
+		}
+		const rows = (await Promise.all(calls)).flat() as Array<Array<string | null>>;
+		return ids.map((id, i) => this.rebuild(id, rows[i]));
+	}
+
+	private rebuild(id: string, row: Array<string | null>): LoadedActor | null {
+		const snapshot = row[0] ? JSON.parse(row[0]) as CustomerState : null;
+		if (row.length <= 1) return snapshot ? { state: snapshot, sinceSnapshot: 0 } : null;
+		if (!this.replay) throw new Error(`Redis actor store: customer ${id} has ${row.length - 1} journal entries past its snapshot and this store has no replay`);
+		const tail: JournalEntry[] = [];
+		for (let j = row.length - 1; j >= 1; j--) tail.push(JSON.parse(row[j] as string) as JournalEntry);
+		return { state: this.replay(id, snapshot, tail), sinceSnapshot: tail.length };
 	}
 
 	async saveBatch(writes: ActorWrite[]): Promise<WriteResult[]> {
@@ -173,8 +248,9 @@ export class RedisActorStore implements ActorStore {
 				args = [this.journalMax];
 				bytes = 0;
 			}
-			const json = stateJson(w.state);
-			const journal = w.journal.map(e => JSON.stringify(e));
+			if (w.snapshot === false && !this.eventSourced) throw new Error(`Redis actor store: a journal-only write of customer ${w.id}, but this store has no replay`);
+			const json = w.snapshot === false ? "" : stateJson(w.state);
+			const journal = w.journal.map(entryJson);
 			const dueAt = nextReminderAt(w.state);
 			keys.push(this.customerKey(w.id), this.journalKey(w.id));
 			args.push(w.id, w.expectedVersion, json, w.state.risk.score, dueAt === null ? "" : String(dueAt), journal.length, ...journal);

@@ -1,5 +1,6 @@
 // Picks the ActorStore adapter for a node from already-validated config; each adapter gets only the options it uses.
 import type { ActorStore } from "./actor-store.ts";
+import type { Replay } from "./replay.ts";
 import { MemoryActorStore } from "./memory.store.ts";
 import { MongoActorStore } from "./mongo.store.ts";
 import { NedbActorStore } from "./nedb.store.ts";
@@ -13,6 +14,8 @@ export interface ActorStoreFactoryOptions {
 	mongoUrl?: string;
 	/** Journal entries kept per customer (memory, redis); nedb and mongo keep them all. */
 	journalMax?: number;
+	/** redis, mongo: rebuilds a state from snapshot + journal tail; without it they write every state as a snapshot. */
+	replay?: Replay;
 }
 
 export function createActorStore(opts: ActorStoreFactoryOptions): ActorStore {
@@ -24,10 +27,10 @@ export function createActorStore(opts: ActorStoreFactoryOptions): ActorStore {
 			return new NedbActorStore({ dir: opts.dataDir });
 		case "redis":
 			if (!opts.redisUrl) throw new Error("createActorStore: kind \"redis\" needs redisUrl");
-			return new RedisActorStore({ url: opts.redisUrl, journalMax: opts.journalMax });
+			return new RedisActorStore({ url: opts.redisUrl, journalMax: opts.journalMax, replay: opts.replay });
 		case "mongo":
 			if (!opts.mongoUrl) throw new Error("createActorStore: kind \"mongo\" needs mongoUrl");
-			return new MongoActorStore({ url: opts.mongoUrl });
+			return new MongoActorStore({ url: opts.mongoUrl, replay: opts.replay });
 		default: {
 			const kind: never = opts.kind;
 			throw new Error(`createActorStore: unknown store kind "${String(kind)}"`);
