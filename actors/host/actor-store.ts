@@ -31,6 +31,11 @@ export interface ActorWrite {
 	 * `expectedVersion`, so that snapshot + journal tail replays to `state`.
 	 */
 	snapshot?: boolean;
+	/**
+	 * The state at `expectedVersion`, when the writer holds it: a store may skip index updates (risk score, next
+	 * reminder) whose value did not change. Ignored for an insert (expectedVersion 0).
+	 */
+	base?: CustomerState;
 }
 
 /** What an activation reads: the current state and how many journal entries it was replayed from past the snapshot. */

@@ -35,7 +35,8 @@ const DEFAULTS = { keyPrefix: "crm:", journalMax: 1000 };
  * Compare-and-set saves of several customers, each atomic on its own (as is the whole call).
  * KEYS: risk index, reminders index, then customer key and journal key of each write.
  * ARGV: journalMax, then per write: id, expected version, snapshot JSON ("" = journal only, keep the snapshot),
- * risk score, next reminder ("" = none), number of journal entries, the entries (oldest first).
+ * risk score ("" = unchanged), next reminder ("" = none, "=" = unchanged), number of journal entries, the entries
+ * (oldest first).
  * Returns one number per write: -2 saved, -1 conflict with no such customer, -3 unreadable stored state,
  * else the conflicting current version. Versions are read from the first bytes of the snapshot and of the newest
  * journal entry, so a save never decodes a state.
@@ -76,8 +77,8 @@ while a <= #ARGV do
 			end
 			if length > journalMax then redis.call("LTRIM", journalKey, 0, journalMax - 1) end
 		end
-		redis.call("ZADD", riskKey, score, id)
-		if due == "" then redis.call("ZREM", remindersKey, id) else redis.call("ZADD", remindersKey, due, id) end
+		if score ~= "" then redis.call("ZADD", riskKey, score, id) end
+		if due == "" then redis.call("ZREM", remindersKey, id) elseif due ~= "=" then redis.call("ZADD", remindersKey, due, id) end
 		out[w] = -2
 	end
 end
@@ -252,8 +253,12 @@ export class RedisActorStore implements ActorStore {
 			const json = w.snapshot === false ? "" : stateJson(w.state);
 			const journal = w.journal.map(entryJson);
 			const dueAt = nextReminderAt(w.state);
+			// Index updates the base state says are no-ops are left out (the risk score moves on a minority of events).
+			const base = w.expectedVersion > 0 ? w.base : undefined;
+			const score = base && base.risk.score === w.state.risk.score ? "" : w.state.risk.score;
+			const due = base && nextReminderAt(base) === dueAt ? "=" : dueAt === null ? "" : String(dueAt);
 			keys.push(this.customerKey(w.id), this.journalKey(w.id));
-			args.push(w.id, w.expectedVersion, json, w.state.risk.score, dueAt === null ? "" : String(dueAt), journal.length, ...journal);
+			args.push(w.id, w.expectedVersion, json, score, due, journal.length, ...journal);
 			bytes += json.length + journal.reduce((n, e) => n + e.length, 0);
 			if (keys.length / 2 - 1 >= CHUNK_WRITES || bytes >= CHUNK_BYTES) {
 				send();
