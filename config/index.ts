@@ -36,6 +36,10 @@ export interface Config {
 		store: StoreKind;
 		idleTimeoutMs: number;
 		maxActiveActors: number;
+		/** Cap on the estimated heap of active actors, MB; 0 = only the count cap. */
+		maxActiveMemoryMb: number;
+		/** Event-sourced stores: a snapshot every this many journaled events (at most journalMax). */
+		snapshotEvery: number;
 		dedupWindow: number;
 		commitMaxBatch: number;
 		commitIntervalMs: number;
@@ -66,6 +70,10 @@ export function loadConfig(env: Env = process.env): Config {
 	if (transporter !== undefined) url(env, "TRANSPORTER", ["nats", "tls"]);
 	const defaultStore: StoreKind = mongoUrl ? "mongo" : redisUrl ? "redis" : "nedb";
 	const store = oneOf(env, "ACTOR_STORE", STORE_KINDS, defaultStore);
+	const journalMax = int(env, "ACTOR_JOURNAL_MAX", 1000, 1, 1_000_000);
+	const snapshotEvery = int(env, "ACTOR_SNAPSHOT_EVERY", 100, 1, 1_000_000);
+	// A journal tail past the snapshot must still be in the journal when an actor is activated.
+	if (snapshotEvery > journalMax) throw new ConfigError(`ACTOR_SNAPSHOT_EVERY (${snapshotEvery}) must not exceed ACTOR_JOURNAL_MAX (${journalMax})`);
 	if (store === "redis" && !redisUrl) throw new ConfigError("ACTOR_STORE=redis needs REDIS_URL");
 	if (store === "mongo" && !mongoUrl) throw new ConfigError("ACTOR_STORE=mongo needs MONGO_URL");
 	if (transporter && (store === "memory" || store === "nedb"))
@@ -100,10 +108,12 @@ export function loadConfig(env: Env = process.env): Config {
 			store,
 			idleTimeoutMs: int(env, "ACTOR_IDLE_TIMEOUT_MS", 10 * 60_000, 1, 7 * 24 * 3600_000),
 			maxActiveActors: int(env, "ACTOR_MAX_ACTIVE", 100_000, 1, 100_000_000),
+			maxActiveMemoryMb: int(env, "ACTOR_MAX_MEMORY_MB", 0, 0, 1_000_000),
+			snapshotEvery,
 			dedupWindow: int(env, "ACTOR_DEDUP_WINDOW", 64, 1, 10_000),
 			commitMaxBatch: int(env, "ACTOR_COMMIT_MAX_BATCH", 1000, 1, 100_000),
 			commitIntervalMs: int(env, "ACTOR_COMMIT_INTERVAL_MS", 0, 0, 10_000),
-			journalMax: int(env, "ACTOR_JOURNAL_MAX", 1000, 1, 1_000_000),
+			journalMax,
 			reminderPollMs: int(env, "ACTOR_REMINDER_POLL_MS", 5000, 10, 3600_000),
 			riskDecayAfterMs: int(env, "RISK_DECAY_AFTER_MS", 30 * 24 * 3600_000, 1, 10 * 365 * 24 * 3600_000),
 			riskDecayKeep: num(env, "RISK_DECAY_KEEP", 0.5, 0, 1),

@@ -158,6 +158,8 @@ export function ShardedActorMixin(deps: ShardedActorDeps): Partial<ShardedActorS
 				reduceContext,
 				idleTimeoutMs: a.idleTimeoutMs,
 				maxActiveActors: a.maxActiveActors,
+				maxActiveBytes: a.maxActiveMemoryMb > 0 ? a.maxActiveMemoryMb * 2 ** 20 : undefined,
+				snapshotEvery: a.snapshotEvery,
 				commitMaxBatch: a.commitMaxBatch,
 				commitIntervalMs: a.commitIntervalMs,
 				reminderPollMs: a.reminderPollMs,
