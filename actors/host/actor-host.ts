@@ -471,10 +471,20 @@ export class ActorHost {
 		this.addedSinceFlush = 0;
 		if (this.inflightBatches >= MAX_INFLIGHT_BATCHES || this.batch.size === 0) return;
 		const entries: BatchEntry[] = [];
+		/** For each entry, the newest journal entry of the write in flight it is chained on (if any). */
+		const afters: Array<JournalEntry | undefined> = [];
+		const chains = this.opts.store.chainsWrites;
 		for (const [id, entry] of this.batch) {
-			// An actor whose previous write is still in flight waits for it: its next write expects that version.
-			if (entry.actor.inflight) continue;
+			// An actor whose previous write is still in flight goes on only if that write ends with a journal entry
+			// to fence on (and the store applies writes in order); otherwise it waits for it.
+			const prev = entry.actor.inflight;
+			let after: JournalEntry | undefined;
+			if (prev) {
+				after = chains ? prev.journal.at(-1) : undefined;
+				if (after === undefined || after.version !== prev.state.version) continue;
+			}
 			entries.push(entry);
+			afters.push(after);
 			this.batch.delete(id);
 			if (entries.length >= this.opts.commitMaxBatch) break;
 		}
@@ -484,12 +494,12 @@ export class ActorHost {
 		this.inflightBatches++;
 		if (this.batch.size > 0) this.scheduleFlush();
 		const eventSourced = this.opts.store.eventSourced;
-		const writes: ActorWrite[] = entries.map(e => {
+		const writes: ActorWrite[] = entries.map((e, i) => {
 			const actor = e.actor;
 			const since = actor.sinceSnapshot + e.journal.length;
 			const snapshot = !eventSourced || e.snapshot || since >= this.snapshotEvery;
 			actor.sinceSnapshot = snapshot ? 0 : since;
-			return { id: actor.id, expectedVersion: e.expectedVersion, state: e.state, journal: e.journal, snapshot, base: e.base };
+			return { id: actor.id, expectedVersion: e.expectedVersion, state: e.state, journal: e.journal, snapshot, base: e.base, after: afters[i] };
 		});
 		const t0 = performance.now();
 		try {
@@ -498,7 +508,7 @@ export class ActorHost {
 			this.stats.commits++;
 			for (let i = 0; i < entries.length; i++) {
 				const entry = entries[i];
-				entry.actor.inflight = null;
+				if (entry.actor.inflight === entry) entry.actor.inflight = null;
 				const res = results[i];
 				if (res && res.ok) this.committed(entry);
 				else {
@@ -515,7 +525,7 @@ export class ActorHost {
 			this.observer?.onCommit?.(writes.length, performance.now() - t0, false);
 			this.opts.onError?.("group commit failed", err);
 			for (const entry of entries) {
-				entry.actor.inflight = null;
+				if (entry.actor.inflight === entry) entry.actor.inflight = null;
 				this.drop(entry.actor, new ActorHostError(`persisting customer ${entry.actor.id} failed: ${String(err)}`, "STORE_UNAVAILABLE", { cause: err }), entry);
 			}
 		} finally {

@@ -36,6 +36,13 @@ export interface ActorWrite {
 	 * reminder) whose value did not change. Ignored for an insert (expectedVersion 0).
 	 */
 	base?: CustomerState;
+	/**
+	 * Set when the write is sent while the write it builds on is not acknowledged yet (only to a store whose
+	 * `chainsWrites` is true): that write's newest journal entry. The store must hold exactly this entry as the
+	 * customer's newest, not only the expected version, so a write chained on one that lost its compare-and-set
+	 * can never land on another writer's equal version.
+	 */
+	after?: JournalEntry;
 }
 
 /** What an activation reads: the current state and how many journal entries it was replayed from past the snapshot. */
@@ -69,6 +76,11 @@ export interface ActorStore {
 	 * (by replaying the journal tail, or because the store keeps the current state anyway).
 	 */
 	readonly eventSourced: boolean;
+	/**
+	 * True when writes sent in one order are applied in that order (one connection, one process): the host may then
+	 * send an actor's next write before the previous one is acknowledged, fenced by `ActorWrite.after`.
+	 */
+	readonly chainsWrites: boolean;
 	connect(): Promise<void>;
 	close(): Promise<void>;
 	/** The current state, or null for a customer never written. */

@@ -15,6 +15,8 @@ export class MemoryActorStore implements ActorStore {
 	readonly kind = "memory";
 	readonly shared = false;
 	readonly eventSourced = true;
+	/** In-process: a batch is applied before the next one starts. */
+	readonly chainsWrites = true;
 	private readonly journalMax: number;
 	private readonly states = new Map<string, CustomerState>();
 	/** Oldest first, as appended. */
@@ -49,7 +51,9 @@ export class MemoryActorStore implements ActorStore {
 	private apply(w: ActorWrite): WriteResult {
 		const current = this.states.get(w.id);
 		const currentVersion = current?.version ?? null;
-		const matches = w.expectedVersion === 0 ? current === undefined : currentVersion === w.expectedVersion;
+		const journalHead = w.after ? this.journals.get(w.id)?.at(-1) : undefined;
+		const matches = (w.expectedVersion === 0 ? current === undefined : currentVersion === w.expectedVersion) &&
+			(w.after === undefined || (journalHead !== undefined && journalHead.version === w.after.version && journalHead.key === w.after.key && journalHead.appliedAt === w.after.appliedAt));
 		if (!matches) return { id: w.id, ok: false, currentVersion };
 		this.states.set(w.id, w.state);
 		if (w.journal.length > 0) {

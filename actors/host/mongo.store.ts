@@ -69,6 +69,8 @@ export class MongoActorStore implements ActorStore {
 	readonly kind = "mongo";
 	readonly shared = true;
 	readonly eventSourced: boolean;
+	/** Bulk writes on a connection pool may be applied out of order: the host waits for each write. */
+	readonly chainsWrites = false;
 	private readonly replay: Replay | undefined;
 	private readonly logger: { warn(...args: unknown[]): void };
 	private lastWarn = 0;

@@ -71,6 +71,8 @@ export class NedbActorStore implements ActorStore {
 	readonly shared = false;
 	/** The simple path: every write carries the whole state (NeDB appends a line per write either way). */
 	readonly eventSourced = false;
+	/** Kept simple: the host waits for each write. */
+	readonly chainsWrites = false;
 	private readonly dir: string;
 	private readonly compactionIntervalMs: number;
 	private readonly logger: StoreLogger;

@@ -35,10 +35,10 @@ const DEFAULTS = { keyPrefix: "crm:", journalMax: 1000 };
  * Compare-and-set saves of several customers, each atomic on its own (as is the whole call).
  * KEYS: risk index, reminders index, then customer key and journal key of each write.
  * ARGV: journalMax, then per write: id, expected version, snapshot JSON ("" = journal only, keep the snapshot),
- * risk score ("" = unchanged), next reminder ("" = none, "=" = unchanged), number of journal entries, the entries
- * (oldest first).
- * Returns one number per write: -2 saved, -1 conflict with no such customer, -3 unreadable stored state,
- * else the conflicting current version. Versions are read from the first bytes of the snapshot and of the newest
+ * risk score ("" = unchanged), next reminder ("" = none, "=" = unchanged), the prefix the newest journal entry must
+ * start with ("" = no such check; see ActorWrite.after), number of journal entries, the entries (oldest first).
+ * Returns one number per write: -2 saved, -1 conflict with no such customer, -3 unreadable stored state, -4 the
+ * expected version but another writer's newest entry (a chained write), else the conflicting current version. Versions are read from the first bytes of the snapshot and of the newest
  * journal entry, so a save never decodes a state.
  */
 const CAS_SAVE_LUA = `
@@ -49,9 +49,9 @@ local a, k, w = 2, 3, 0
 while a <= #ARGV do
 	w = w + 1
 	local customerKey, journalKey = KEYS[k], KEYS[k + 1]
-	local id, expected, json, score, due = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
-	local first = a + 6
-	local last = first + tonumber(ARGV[a + 5]) - 1
+	local id, expected, json, score, due, after = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+	local first = a + 7
+	local last = first + tonumber(ARGV[a + 6]) - 1
 	k, a = k + 2, last + 1
 	local head = redis.call("GETRANGE", customerKey, 0, 40)
 	local current = -1
@@ -62,9 +62,11 @@ while a <= #ARGV do
 			local v = tonumber(string.match(top, '^{"version":(%d+)'))
 			if v and v > current then current = v end
 		end
+		-- A chained write: the newest entry must be the one it builds on, not only carry its version.
+		if after ~= "" and current == expected and (not top or string.sub(top, 1, #after) ~= after) then current = -4 end
 	end
-	if current == -3 then
-		out[w] = -3
+	if current == -4 or current == -3 then
+		out[w] = current
 	elseif (current == -1 and expected ~= 0) or (current ~= -1 and (expected == 0 or current ~= expected)) then
 		out[w] = current
 	else
@@ -128,9 +130,14 @@ interface CasSaveCommand {
 	crmActorLoad(numberOfKeys: number, ...keys: string[]): unknown;
 }
 
-/** A journal entry's JSON with "version" first, where the scripts read it. */
+/** A journal entry's JSON with "version" first, where the scripts read it; entryHead is its fixed prefix. */
 function entryJson(e: JournalEntry): string {
 	return JSON.stringify({ version: e.version, customerId: e.customerId, key: e.key, appliedAt: e.appliedAt, riskScore: e.riskScore, event: e.event });
+}
+
+/** The start of entryJson(e) that names the entry exactly (version, customer, event key, when it was applied). */
+function entryHead(e: JournalEntry): string {
+	return `{"version":${e.version},"customerId":${JSON.stringify(e.customerId)},"key":${JSON.stringify(e.key)},"appliedAt":${e.appliedAt},`;
 }
 
 /** The state's JSON with "version" first, where the script's CAS check reads it; still plain JSON for load. */
@@ -146,6 +153,8 @@ export class RedisActorStore implements ActorStore {
 	readonly kind = "redis";
 	readonly shared = true;
 	readonly eventSourced: boolean;
+	/** One connection: pipelined script calls run in the order they were sent. */
+	readonly chainsWrites = true;
 	private readonly replay: Replay | undefined;
 	private readonly redis: Redis;
 	private readonly prefix: string;
@@ -258,7 +267,7 @@ export class RedisActorStore implements ActorStore {
 			const score = base && base.risk.score === w.state.risk.score ? "" : w.state.risk.score;
 			const due = base && nextReminderAt(base) === dueAt ? "=" : dueAt === null ? "" : String(dueAt);
 			keys.push(this.customerKey(w.id), this.journalKey(w.id));
-			args.push(w.id, w.expectedVersion, json, score, due, journal.length, ...journal);
+			args.push(w.id, w.expectedVersion, json, score, due, w.after ? entryHead(w.after) : "", journal.length, ...journal);
 			bytes += json.length + journal.reduce((n, e) => n + e.length, 0);
 			if (keys.length / 2 - 1 >= CHUNK_WRITES || bytes >= CHUNK_BYTES) {
 				send();
@@ -278,7 +287,8 @@ export class RedisActorStore implements ActorStore {
 			const code = codes[i];
 			if (code === -2) return { id: w.id, ok: true };
 			if (code === -3) throw new Error(`Redis actor store: the stored state of customer ${w.id} does not start with its version`);
-			return { id: w.id, ok: false, currentVersion: code === -1 ? null : code };
+			// -4: the version is the expected one, but another writer's (the write this one was chained on lost).
+			return { id: w.id, ok: false, currentVersion: code === -1 ? null : code === -4 ? w.expectedVersion : code };
 		});
 	}
 

@@ -130,6 +130,53 @@ void describe("event-sourced Redis store under the actor host", () => {
 		await hostB.stop();
 	});
 
+	void it("sends an actor's next write while the previous one is unacknowledged, fenced on its newest entry", async () => {
+		const store = await open();
+		const saveBatch = store.saveBatch.bind(store);
+		let release: () => void = () => {};
+		const gate = new Promise<void>(resolve => (release = resolve));
+		const chained: number[] = [];
+		let calls = 0;
+		/** Yields to the event loop until `calls` reaches `n` (bounded: fails instead of hanging). */
+		const sent = async (n: number) => {
+			for (let i = 0; calls < n && i < 10_000; i++) await new Promise(resolve => setImmediate(resolve));
+			assert.equal(calls, n, `store calls`);
+		};
+		store.saveBatch = async writes => {
+			calls++;
+			for (const w of writes) if (w.after) chained.push(w.after.version);
+			// Sent to Redis now; the first batch's acknowledgement is held back until the second one was sent.
+			const results = saveBatch(writes);
+			if (chained.length === 0) await gate;
+			return results;
+		};
+		const host = makeHost(store, { snapshotEvery: 100 });
+		const first = host.tell("es-6", { kind: "event", event: pageView("es-6") });
+		await sent(1);
+		const second = host.tell("es-6", { kind: "event", event: pageView("es-6") });
+		await sent(2);
+		assert.deepEqual(chained, [1], "the second write went out chained on the first (v1)");
+		release();
+		assert.deepEqual((await Promise.all([first, second])).map(r => r.version), [1, 2]);
+		assert.equal((await store.load("es-6"))?.counters.pageViews, 2);
+		await host.stop();
+	});
+
+	void it("refuses a chained write whose base entry is another writer's, even at the expected version", async () => {
+		const store = await open();
+		const host = makeHost(store, { snapshotEvery: 100 });
+		await host.tell("es-7", { kind: "event", event: pageView("es-7") });
+		const state = host.peek("es-7") as CustomerState;
+		await host.stop();
+		const [mine] = await store.journal("es-7", 1);
+		const e = pageView("es-7");
+		const next = { customerId: "es-7", version: 2, key: `${e.source}/${e.id}`, appliedAt: T0, riskScore: 0, event: e };
+		const write = { id: "es-7", expectedVersion: 1, state: { ...state, version: 2 }, journal: [next], snapshot: false };
+		const stranger = { ...mine, appliedAt: mine.appliedAt + 1 };
+		assert.deepEqual(await store.saveBatch([{ ...write, after: stranger }]), [{ id: "es-7", ok: false, currentVersion: 1 }]);
+		assert.deepEqual(await store.saveBatch([{ ...write, after: mine }]), [{ id: "es-7", ok: true }]);
+	});
+
 	void it("refuses to rebuild a customer whose journal was trimmed below its snapshot, naming it", async () => {
 		const store = await open(3);
 		const host = makeHost(store, { snapshotEvery: 100 });
