@@ -3,6 +3,7 @@
 // Two workloads with the same number of events: "spread" (many customers, few events each) and "hot" (20× fewer
 // customers with 20× more events each, as click-streams and sessions produce).
 // Usage: node --expose-gc bench/actor.bench.ts [--customers 10000] [--events 10] [--inflight 1000] [--stores memory,nedb,redis]
+//   [--workloads spread,hot] [--json]   (--json: also one `BENCH {...}` line per row and per reducer measurement)
 import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import path from "node:path";
@@ -11,6 +12,7 @@ import { Redis } from "ioredis";
 import { ActorHost } from "../actors/host/actor-host.ts";
 import type { ActorStore } from "../actors/host/actor-store.ts";
 import { createActorStore } from "../actors/host/store-factory.ts";
+import { journalReplay } from "../actors/host/replay.ts";
 import { emptyCustomerState, reduce } from "../actors/customer.reducer.ts";
 import type { ChurnScorer, ReduceContext } from "../actors/customer-actor.types.ts";
 import type { CloudEvent } from "../models/cloud-event.ts";
@@ -26,15 +28,20 @@ const { values: args } = parseArgs({
 		events: { type: "string", default: "10" },
 		inflight: { type: "string", default: "1000" },
 		stores: { type: "string", default: process.env.MONGO_URL ? "memory,nedb,redis,mongo" : "memory,nedb,redis" },
-		fsync: { type: "string", default: "everysec" }
+		fsync: { type: "string", default: "everysec" },
+		workloads: { type: "string", default: "spread,hot" },
+		json: { type: "boolean", default: false }
 	}
 });
 const CUSTOMERS = Number(args.customers);
 const EVENTS = Number(args.events);
-const WORKLOADS = [
+const ALL_WORKLOADS = [
 	{ name: "spread", customers: CUSTOMERS, events: EVENTS },
 	{ name: "hot", customers: Math.max(1, Math.round(CUSTOMERS / 20)), events: EVENTS * 20 }
 ];
+const wanted = String(args.workloads).split(",").map(w => w.trim()).filter(w => w !== "");
+for (const w of wanted) if (!ALL_WORKLOADS.some(wl => wl.name === w)) throw new Error(`--workloads: unknown workload "${w}" (known: ${ALL_WORKLOADS.map(wl => wl.name).join(", ")})`);
+const WORKLOADS = ALL_WORKLOADS.filter(wl => wanted.includes(wl.name));
 const INFLIGHT = Number(args.inflight);
 
 const churnScorer: ChurnScorer | null = loadChurnScorer("ml/models/churn-telco.json");
@@ -119,7 +126,7 @@ async function drive(events: CloudEvent[][], inflight: number, send: (e: CloudEv
 }
 
 async function makeStore(kind: string, redisUrl: string, dir: string): Promise<ActorStore> {
-	const store = createActorStore({ kind: kind as "memory", dataDir: dir, redisUrl, mongoUrl: process.env.MONGO_URL, journalMax: 1000 });
+	const store = createActorStore({ kind: kind as "memory", dataDir: dir, redisUrl, mongoUrl: process.env.MONGO_URL, journalMax: 1000, replay: journalReplay(ctxWith(churnScorer)) });
 	await store.connect();
 	return store;
 }
@@ -163,10 +170,17 @@ async function main(): Promise<void> {
 	const spread = workload(CUSTOMERS, EVENTS);
 	const session = loadRiskRules("rules/risk.nools", "nools");
 	reducerCost(spread, churnScorer);
-	console.log(`reducer alone (µs/event): ${reducerCost(spread, null).toFixed(2)} with risk.nools as a table, no churn model; ` +
-		`${reducerCost(spread, churnScorer).toFixed(2)} with the churn model (scored on relevant events only); ` +
-		`${reducerCost(spread, churnScorer, session.evaluate).toFixed(2)} with risk.nools on a nools session (RISK_RULES_ENGINE=nools)`);
+	const reducerUs = { table: reducerCost(spread, null), churn: reducerCost(spread, churnScorer), nools: reducerCost(spread, churnScorer, session.evaluate) };
+	console.log(`reducer alone (µs/event): ${reducerUs.table.toFixed(2)} with risk.nools as a table, no churn model; ` +
+		`${reducerUs.churn.toFixed(2)} with the churn model (scored on relevant events only); ` +
+		`${reducerUs.nools.toFixed(2)} with risk.nools on a nools session (RISK_RULES_ENGINE=nools)`);
 	session.dispose();
+	// The host runs with the churn model and risk.nools as a table: its reducer-only rate is the ceiling of a host.
+	const reducerRate = 1e6 / reducerUs.churn;
+	const jsonLines: string[] = [];
+	for (const [variant, us] of Object.entries(reducerUs)) {
+		jsonLines.push(JSON.stringify({ bench: "actor", workload: "reducer", variant, usPerEvent: round(us, 3), eventsPerSec: Math.round(1e6 / us) }));
+	}
 	const rows: string[][] = [];
 	for (const wl of WORKLOADS) for (const kind of kinds) {
 		const events = workload(wl.customers, wl.events);
@@ -186,7 +200,8 @@ async function main(): Promise<void> {
 			const heapActive = heapUsed();
 			for (const id of host.activeIds()) host.passivate(id);
 			const heapIdle = heapUsed();
-			const bytesPerActor = (heapActive - heapIdle) / active;
+			// The memory store keeps the host's states by reference: passivating frees only the wrapper, so no number.
+			const bytesPerActor = kind === "memory" ? null : (heapActive - heapIdle) / active;
 			// Activation from the store (snapshot): load every customer again.
 			const ids = events.map(l => l[0].subject);
 			const act = await drive(ids.map(id => [{ subject: id } as CloudEvent]), INFLIGHT, e => host.get(e.subject), false);
@@ -207,25 +222,40 @@ async function main(): Promise<void> {
 				if (!res.ok) throw new Error("unexpected conflict in the stateless run");
 			}, true);
 			await store.close();
+			const ratio = actor.eventsPerSec / stateless.eventsPerSec;
+			const reducerShare = kind === "memory" ? actor.eventsPerSec / reducerRate : null;
 			rows.push([
 				`${wl.name} ${wl.customers}×${wl.events}`, kind, fmt(actor.eventsPerSec), fmt2(actor.p50Ms), fmt2(actor.p99Ms), fmt(stateless.eventsPerSec), fmt2(stateless.p50Ms), fmt2(stateless.p99Ms),
-				`${(actor.eventsPerSec / stateless.eventsPerSec).toFixed(1)}×`, fmt(bytesPerActor), fmt(act.eventsPerSec), fmt2(act.p50Ms)
+				`${ratio.toFixed(1)}×`, reducerShare === null ? "—" : `${(100 * reducerShare).toFixed(0)}%`,
+				bytesPerActor === null ? "—" : fmt(bytesPerActor), fmt(act.eventsPerSec), fmt2(act.p50Ms)
 			]);
+			jsonLines.push(JSON.stringify({
+				bench: "actor", workload: wl.name, customers: wl.customers, eventsPerCustomer: wl.events, store: kind,
+				actorEventsPerSec: Math.round(actor.eventsPerSec), statelessEventsPerSec: Math.round(stateless.eventsPerSec), ratio: round(ratio, 2),
+				bytesPerActor: bytesPerActor === null ? null : Math.round(bytesPerActor),
+				p50Ms: round(actor.p50Ms, 3), p99Ms: round(actor.p99Ms, 3), statelessP50Ms: round(stateless.p50Ms, 3), statelessP99Ms: round(stateless.p99Ms, 3),
+				activationsPerSec: Math.round(act.eventsPerSec), activationP50Ms: round(act.p50Ms, 3),
+				reducerShare: reducerShare === null ? null : round(reducerShare, 3)
+			}));
 		} finally {
 			await rm(dir, { recursive: true, force: true });
 		}
 	}
 	await redis?.stop();
-	const header = ["workload", "store", "actor ev/s", "p50 ms", "p99 ms", "stateless ev/s", "p50 ms", "p99 ms", "ratio", "B/actor", "activations/s", "act p50 ms"];
+	const header = ["workload", "store", "actor ev/s", "p50 ms", "p99 ms", "stateless ev/s", "p50 ms", "p99 ms", "ratio", "of reducer", "B/actor", "activations/s", "act p50 ms"];
 	const widths = header.map((h, i) => Math.max(h.length, ...rows.map(r => r[i].length)));
 	const line = (cells: string[]) => cells.map((c, i) => c.padStart(widths[i])).join("  ");
 	console.log(line(header));
 	for (const r of rows) console.log(line(r));
 	console.log("latency = from tell/request to persisted; B/actor = heap of active actors / count (run with --expose-gc for a clean number)");
+	console.log(`of reducer = memory-store host rate / reducer-only rate with the churn model (${fmt(reducerRate)} events/s); target ≥ 50%`);
+	if (kinds.includes("memory")) console.log("B/actor — for memory: that store keeps the host's states by reference, so passivating frees only the wrapper and the difference measures nothing");
+	if (args.json) for (const l of jsonLines) console.log(`BENCH ${l}`);
 }
 
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
 const fmt2 = (n: number) => n.toFixed(2);
+const round = (n: number, digits: number) => Number(n.toFixed(digits));
 
 main().catch(err => {
 	console.error(err);
