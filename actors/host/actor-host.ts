@@ -606,7 +606,8 @@ export class ActorHost {
 			actor.state = copy;
 			actor.committed = copy;
 			// The running estimate of an actor's heap, for maxActiveBytes: a rebuilt state takes about its JSON size.
-			this.actorBytes += (json.length + ACTOR_OVERHEAD_BYTES - this.actorBytes) / 256;
+			// Never below the default: states not compacted yet (most of them under churn) take more than their JSON.
+			this.actorBytes = Math.max(DEFAULT_ACTOR_BYTES, this.actorBytes + (json.length + ACTOR_OVERHEAD_BYTES - this.actorBytes) / 256);
 			compacted++;
 			if (snapshots && actor.sinceSnapshot > 0) this.writeSnapshot(actor, copy);
 		}
