@@ -6,6 +6,7 @@ import type { CustomerState } from "../../models/customer-state.ts";
 import { emptyCustomerState, reduce } from "../customer.reducer.ts";
 import type { CustomerMessage, Effect, ReduceContext } from "../customer-actor.types.ts";
 import type { ActorStore, ActorWrite, JournalEntry, LoadedActor } from "./actor-store.ts";
+import { SegmentQueue, type QueueItem } from "./segment-queue.ts";
 
 /** How often, and for how long at most, the host compacts idle actors' states (see compactIdle). */
 const COMPACT_EVERY_MS = 250;
@@ -137,6 +138,9 @@ interface Actor {
 	freq: number;
 	/** Which eviction segment holds it: probation (new) or main (used again while in probation). */
 	main: boolean;
+	/** Its place in that segment's queue (owned by SegmentQueue). */
+	queue: SegmentQueue<QueueItem> | null;
+	queueSeq: number;
 	/** When its last write was persisted (compaction waits for quiet). */
 	committedAt: number;
 }
@@ -167,8 +171,8 @@ export class ActorHost {
 	 * the working set. `main` is a CLOCK: at the head, an actor used since its last pass gets another round.
 	 * A use only bumps a counter: no reordering per message.
 	 */
-	private readonly probation = new Map<string, Actor>();
-	private readonly main = new Map<string, Actor>();
+	private readonly probation = new SegmentQueue<Actor>();
+	private readonly main = new SegmentQueue<Actor>();
 	private readonly snapshotEvery: number;
 	/** Running estimate of one active actor's heap (bytes), for maxActiveBytes. */
 	private actorBytes = DEFAULT_ACTOR_BYTES;
@@ -301,8 +305,7 @@ export class ActorHost {
 	private forget(actor: Actor): void {
 		actor.dropped = true;
 		if (this.actors.get(actor.id) === actor) this.actors.delete(actor.id);
-		const segment = actor.main ? this.main : this.probation;
-		if (segment.get(actor.id) === actor) segment.delete(actor.id);
+		(actor.main ? this.main : this.probation).remove(actor);
 		this.uncompacted.delete(actor);
 	}
 
@@ -335,10 +338,10 @@ export class ActorHost {
 	private newActor(customerId: string, state: CustomerState | null, sinceSnapshot: number): Actor {
 		const actor: Actor = {
 			id: customerId, state, committed: state, waiting: [], latest: null, inflight: null, lastUsedAt: this.now(),
-			dropped: false, sinceSnapshot, freq: 0, main: false, committedAt: 0
+			dropped: false, sinceSnapshot, freq: 0, main: false, queue: null, queueSeq: 0, committedAt: 0
 		};
 		this.actors.set(customerId, actor);
-		this.probation.set(customerId, actor);
+		this.probation.push(actor);
 		this.stats.activations++;
 		this.stats.active = this.actors.size;
 		return actor;
@@ -657,20 +660,18 @@ export class ActorHost {
 		while (excess > 0 && budget-- > 0) {
 			const fromProbation = this.probation.size > probationMax || this.main.size === 0;
 			const segment = fromProbation ? this.probation : this.main;
-			const head = segment.values().next();
-			if (head.done) break;
-			const actor = head.value;
-			segment.delete(actor.id);
+			const actor = segment.shift();
+			if (actor === undefined) break;
 			if (!this.isIdle(actor)) {
-				segment.set(actor.id, actor);
+				segment.push(actor);
 			} else if (actor.freq > 0) {
 				if (fromProbation) {
 					actor.freq = 0;
 					actor.main = true;
-					this.main.set(actor.id, actor);
+					this.main.push(actor);
 				} else {
 					actor.freq--;
-					this.main.set(actor.id, actor);
+					this.main.push(actor);
 				}
 			} else {
 				actor.dropped = true;
