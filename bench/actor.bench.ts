@@ -196,7 +196,6 @@ async function main(): Promise<void> {
 			const actor = await drive(events, INFLIGHT, e => host.tell(e.subject, { kind: "event", event: e }), false);
 			// Memory per active actor: heap with every actor active minus heap with all passivated.
 			const active = host.stats.active;
-			host.compactIdle();
 			const heapActive = heapUsed();
 			for (const id of host.activeIds()) host.passivate(id);
 			const heapIdle = heapUsed();

@@ -169,7 +169,6 @@ async function main(): Promise<void> {
 		const { store, host } = await make();
 		lastLog = performance.now();
 		const result = await run(host, total, eventAt, progress(host));
-		host.compactIdle();
 		const held = heapUsed() - baseHeap;
 		const stats = { ...host.stats };
 		const stored = await store.count();

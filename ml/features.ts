@@ -249,6 +249,20 @@ export function recordFromState(spec: FeatureSpec, state: Pick<CustomerState, "p
 	return record;
 }
 
+/**
+ * recordFromState for the actor's turn, where it runs on every relevant event: the field names are resolved once,
+ * and each call writes the values into `out` (spec.fields order) instead of building a record object.
+ */
+export function stateValuesReader(spec: FeatureSpec): (state: Pick<CustomerState, "profile" | "counters">, out: unknown[]) => void {
+	const names = spec.fields.map(f => (f.field.startsWith(COUNTER_PREFIX) ? f.field.slice(COUNTER_PREFIX.length) : f.field));
+	const fromCounters = spec.fields.map(f => f.field.startsWith(COUNTER_PREFIX));
+	return (state, out) => {
+		const counters = state.counters as unknown as Record<string, unknown>;
+		const profile = state.profile;
+		for (let j = 0; j < names.length; j++) out[j] = fromCounters[j] ? counters[names[j]] : profile[names[j]];
+	};
+}
+
 function isMissing(raw: unknown, missingValues: string[]): boolean {
 	if (raw === undefined || raw === null) return true;
 	if (typeof raw === "number") return Number.isNaN(raw);
@@ -395,17 +409,33 @@ export function featureCount(spec: FeatureSpec): number {
 
 /** Share of the spec's fields present (not missing) in a record: lets a caller refuse to score an almost-empty profile. */
 export function featureCoverage(spec: FeatureSpec, record: FeatureRecord): number {
+	return valuesCoverage(spec, valuesOf(spec, record));
+}
+
+/** featureCoverage over values in spec.fields order (see stateValuesReader). */
+export function valuesCoverage(spec: FeatureSpec, values: ArrayLike<unknown>): number {
 	if (spec.fields.length === 0) return 0;
 	let present = 0;
-	for (const f of spec.fields) if (!isMissing(record[f.field], f.missingValues)) present++;
+	for (let j = 0; j < spec.fields.length; j++) if (!isMissing(values[j], spec.fields[j].missingValues)) present++;
 	return present / spec.fields.length;
 }
 
 /** Writes a record's input vector into `out` (length featureCount(spec)); unparsable values count as missing. */
 export function vectorizeInto(spec: FeatureSpec, record: FeatureRecord, out: number[] | Float64Array): void {
+	vectorizeValues(spec, valuesOf(spec, record), out);
+}
+
+function valuesOf(spec: FeatureSpec, record: FeatureRecord): unknown[] {
+	return spec.fields.map(f => record[f.field]);
+}
+
+/** vectorizeInto over values in spec.fields order: the one encoding, for training and for scoring in the actor's turn. */
+export function vectorizeValues(spec: FeatureSpec, values: ArrayLike<unknown>, out: number[] | Float64Array): void {
 	let i = 0;
-	for (const f of spec.fields) {
-		const raw = record[f.field];
+	const fields = spec.fields;
+	for (let j = 0; j < fields.length; j++) {
+		const f = fields[j];
+		const raw = values[j];
 		const missing = isMissing(raw, f.missingValues);
 		if (f.kind === "numeric") {
 			const parsed = missing ? undefined : parseNumber(raw);
@@ -416,7 +446,7 @@ export function vectorizeInto(spec: FeatureSpec, record: FeatureRecord, out: num
 			const v = missing ? undefined : parseBoolean(raw, f.trueValues, f.falseValues);
 			out[i++] = v === undefined ? f.fill : v;
 		} else {
-			const idx = missing ? -1 : f.levels.indexOf(String(raw).trim());
+			const idx = missing ? -1 : f.levels.indexOf(typeof raw === "string" ? raw.trim() : String(raw).trim());
 			const known = idx >= 0;
 			for (let l = 0; l < f.levels.length; l++) {
 				out[i + l] = known ? (l === idx ? 1 : 0) : f.otherSlot ? 0 : f.frequencies[l];

@@ -5,7 +5,7 @@ import brain from "brain.js";
 import type { INeuralNetworkJSON } from "brain.js";
 import type { ChurnScorer } from "../actors/customer-actor.types.ts";
 import type { CustomerState } from "../models/customer-state.ts";
-import { featureCount, featureCoverage, parseFeatureSpec, parseMapping, recordFromState, vectorizeInto } from "./features.ts";
+import { featureCount, parseFeatureSpec, parseMapping, stateValuesReader, valuesCoverage, vectorizeInto, vectorizeValues } from "./features.ts";
 import type { ChurnMapping, FeatureSpec } from "./features.ts";
 import type { Metrics } from "./metrics.ts";
 import type { SplitFractions } from "./split.ts";
@@ -161,18 +161,20 @@ export interface ChurnScorerOptions {
 }
 
 /**
- * The actor-side scorer: builds the record from the live state (profile fields, `$counters.*`), vectorizes it with the
- * same code as training, and runs the network. Synchronous and allocation-light: it reuses one input buffer, which is
- * safe because a call never yields.
+ * The actor-side scorer: reads the model's fields from the live state (profile fields, `$counters.*`), vectorizes them
+ * with the same code as training, and runs the network. Synchronous and allocation-light: it reuses one values array
+ * and one input buffer, which is safe because a call never yields.
  */
 export function createChurnScorer(model: ChurnModel, options: ChurnScorerOptions = {}): ChurnScorer {
 	const spec = model.artifact.featureSpec;
 	const minCoverage = options.minCoverage ?? 0.5;
 	const vector = new Float64Array(spec.names.length);
+	const values: unknown[] = new Array(spec.fields.length).fill(undefined);
+	const read = stateValuesReader(spec);
 	return (state: CustomerState): number => {
-		const record = recordFromState(spec, state);
-		if (minCoverage > 0 && featureCoverage(spec, record) < minCoverage) return NaN;
-		vectorizeInto(spec, record, vector);
+		read(state, values);
+		if (minCoverage > 0 && valuesCoverage(spec, values) < minCoverage) return NaN;
+		vectorizeValues(spec, values, vector);
 		return model.predict(vector);
 	};
 }

@@ -182,20 +182,24 @@ describe("capacity and batching", () => {
 		await host.stop();
 	});
 
-	it("compacting idle actors keeps their state and skips actors with a write in the last quiet period", async () => {
+	it("snapshots quiet actors, keeps their state, and skips actors with a write in the last quiet period", async () => {
 		let clock = T0;
 		const store = new MemoryActorStore();
 		await store.connect();
 		const host = makeHost(store, { now: () => clock });
 		await Promise.all(Array.from({ length: 20 }, (_, i) => host.tell(`cmp-${i}`, { kind: "event", event: cancelled(`cmp-${i}`, "o-1") })));
 		const before = await Promise.all(Array.from({ length: 20 }, (_, i) => host.get(`cmp-${i}`)));
-		assert.equal(host.compactIdle(Infinity, 1000), 0, "nothing has been quiet for a second yet");
+		assert.equal(host.snapshotQuiet(Infinity, 1000), 0, "nothing has been quiet for a second yet");
 		clock += 1001;
-		assert.equal(host.compactIdle(Infinity, 1000), 20);
-		const after = await Promise.all(Array.from({ length: 20 }, (_, i) => host.get(`cmp-${i}`)));
-		assert.deepEqual(after, before);
+		await host.tell("cmp-19", { kind: "event", event: cancelled("cmp-19", "o-2") });
+		assert.equal(host.snapshotQuiet(Infinity, 1000), 19, "cmp-19 was written within the quiet period");
+		await host.drain();
+		assert.equal(host.stats.snapshots, 19);
+		assert.equal(host.snapshotQuiet(Infinity, 1000), 0, "a snapshot is written once");
+		const after = await Promise.all(Array.from({ length: 19 }, (_, i) => host.get(`cmp-${i}`)));
+		assert.deepEqual(after, before.slice(0, 19));
 		const next = await host.tell("cmp-0", { kind: "event", event: cancelled("cmp-0", "o-2") });
-		assert.equal(next.riskScore, 20, "an event after compaction applies on top of the compacted state");
+		assert.equal(next.riskScore, 20, "an event after the snapshot applies on top of it");
 		await host.stop();
 	});
 

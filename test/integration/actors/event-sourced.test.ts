@@ -104,7 +104,7 @@ void describe("event-sourced Redis store under the actor host", () => {
 		await host.tell("es-3", { kind: "event", event: pageView("es-3") });
 		assert.equal(await snapshotVersion("es-3"), 0);
 		clock += 10_000;
-		host.compactIdle(Infinity, 5000, true);
+		host.snapshotQuiet(Infinity, 5000);
 		await host.drain();
 		assert.equal(await snapshotVersion("es-3"), 2, "the quiet actor's state became its snapshot");
 		clock += 8 * 24 * 3600_000;
