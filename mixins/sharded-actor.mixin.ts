@@ -160,6 +160,8 @@ export function ShardedActorMixin(deps: ShardedActorDeps): Partial<ShardedActorS
 				maxActiveActors: a.maxActiveActors,
 				maxActiveBytes: a.maxActiveMemoryMb > 0 ? a.maxActiveMemoryMb * 2 ** 20 : undefined,
 				snapshotEvery: a.snapshotEvery,
+				snapshotQuietMs: a.snapshotQuietMs,
+				snapshotOnPassivate: a.snapshotOnPassivate,
 				commitMaxBatch: a.commitMaxBatch,
 				commitIntervalMs: a.commitIntervalMs,
 				reminderPollMs: a.reminderPollMs,
