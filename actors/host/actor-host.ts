@@ -151,8 +151,15 @@ interface Actor extends QueueItem {
 	main: boolean;
 	/** When its last write was persisted (quiet snapshots wait for quiet). */
 	committedAt: number;
-	/** Whether it is in the quiet-snapshot queue. */
-	quietQueued: boolean;
+	/** Its place in the quiet-snapshot queue, if it is there. */
+	quietTicket: QuietTicket | null;
+}
+
+/** A place in the quiet-snapshot queue; `actor` is cleared when the actor leaves memory, so the queue holds no state. */
+interface QuietTicket {
+	actor: Actor | null;
+	/** When it was queued (or last written): it is looked at once quiet since then. */
+	at: number;
 }
 
 type LoadCallback = (loaded: LoadedActor | null, err: unknown) => void;
@@ -209,9 +216,8 @@ export class ActorHost {
 	private idleTimer: NodeJS.Timeout | null = null;
 	private reminderTimer: NodeJS.Timeout | null = null;
 	private snapshotTimer: NodeJS.Timeout | null = null;
-	/** Actors with events past their snapshot, oldest first, each with the time it was queued (parallel arrays). */
-	private quiet: Actor[] = [];
-	private quietSince: number[] = [];
+	/** Actors with events past their snapshot, oldest first. */
+	private quiet: QuietTicket[] = [];
 	private quietHead = 0;
 	private stopped = false;
 	private drainWaiters: Array<() => void> = [];
@@ -258,7 +264,6 @@ export class ActorHost {
 		this.probation.clear();
 		this.main.clear();
 		this.quiet = [];
-		this.quietSince = [];
 		this.quietHead = 0;
 		this.stats.active = 0;
 	}
@@ -339,6 +344,7 @@ export class ActorHost {
 		actor.dropped = true;
 		if (this.actors.get(actor.id) === actor) this.actors.delete(actor.id);
 		(actor.main ? this.main : this.probation).remove(actor);
+		this.unqueueQuiet(actor);
 	}
 
 	/** Passivates every idle actor this node no longer owns (after a membership change); returns how many. */
@@ -370,8 +376,8 @@ export class ActorHost {
 	private newActor(customerId: string, state: CustomerState | null, sinceSnapshot: number): Actor {
 		const actor: Actor = {
 			id: customerId, state, committed: state, waiting: null, next: null, inflight: null, latest: null,
-			lastUsedAt: this.now(), dropped: false, sinceSnapshot, freq: 0, main: false, queue: null, queueSeq: 0,
-			committedAt: 0, quietQueued: false
+			lastUsedAt: this.now(), dropped: false, sinceSnapshot, freq: 0, main: false, queue: null, queueSlot: 0,
+			committedAt: 0, quietTicket: null
 		};
 		this.actors.set(customerId, actor);
 		this.probation.push(actor);
@@ -671,10 +677,17 @@ export class ActorHost {
 	}
 
 	private queueQuiet(actor: Actor, at: number): void {
-		if (actor.quietQueued) return;
-		actor.quietQueued = true;
-		this.quiet.push(actor);
-		this.quietSince.push(at);
+		if (actor.quietTicket !== null) return;
+		const ticket: QuietTicket = { actor, at };
+		actor.quietTicket = ticket;
+		this.quiet.push(ticket);
+	}
+
+	private unqueueQuiet(actor: Actor): void {
+		const ticket = actor.quietTicket;
+		if (ticket === null) return;
+		ticket.actor = null;
+		actor.quietTicket = null;
 	}
 
 	/**
@@ -688,12 +701,13 @@ export class ActorHost {
 		let queued = 0;
 		let visited = 0;
 		while (this.quietHead < this.quiet.length) {
-			const at = this.quietSince[this.quietHead];
-			if (at > quietBefore) break;
+			const ticket = this.quiet[this.quietHead];
+			if (ticket.at > quietBefore) break;
 			if ((++visited & 63) === 0 && performance.now() > deadline) break;
-			const actor = this.quiet[this.quietHead];
 			this.quietHead++;
-			actor.quietQueued = false;
+			const actor = ticket.actor;
+			if (actor === null) continue;
+			actor.quietTicket = null;
 			if (actor.dropped || actor.sinceSnapshot === 0) continue;
 			if (actor.committedAt > quietBefore) {
 				// Written since it was queued: back of the queue, from its latest write.
@@ -710,7 +724,6 @@ export class ActorHost {
 		}
 		if (this.quietHead > 1024 && this.quietHead * 2 > this.quiet.length) {
 			this.quiet = this.quiet.slice(this.quietHead);
-			this.quietSince = this.quietSince.slice(this.quietHead);
 			this.quietHead = 0;
 		}
 		return queued;
@@ -781,6 +794,7 @@ export class ActorHost {
 			} else {
 				actor.dropped = true;
 				this.actors.delete(actor.id);
+				this.unqueueQuiet(actor);
 				this.passivated(actor);
 				excess--;
 			}

@@ -6,7 +6,7 @@ import { SegmentQueue, type QueueItem } from "../../../actors/host/segment-queue
 import { mulberry32 } from "../../../ml/split.ts";
 
 interface Item extends QueueItem { name: number }
-const item = (name: number): Item => ({ name, queue: null, queueSeq: 0 });
+const item = (name: number): Item => ({ name, queue: null, queueSlot: 0 });
 
 void test("items come out in the order they went in; a removed one is skipped and the size counts only live items", () => {
 	const q = new SegmentQueue<Item>();
