@@ -42,8 +42,8 @@ export interface Config {
 		snapshotEvery: number;
 		/** Event-sourced stores: an actor with events past its snapshot and no write for this long gets a snapshot. */
 		snapshotQuietMs: number;
-		/** Event-sourced stores: a passivated actor with at least this many events past its snapshot gets one (0: never). */
-		snapshotOnPassivate: number;
+		/** Event-sourced stores: quiet and passivated actors get a snapshot only with at least this many events past it (0: never). */
+		snapshotMinTail: number;
 		dedupWindow: number;
 		commitMaxBatch: number;
 		commitIntervalMs: number;
@@ -115,7 +115,7 @@ export function loadConfig(env: Env = process.env): Config {
 			maxActiveMemoryMb: int(env, "ACTOR_MAX_MEMORY_MB", 0, 0, 1_000_000),
 			snapshotEvery,
 			snapshotQuietMs: int(env, "ACTOR_SNAPSHOT_QUIET_MS", 5000, 0, 24 * 3600_000),
-			snapshotOnPassivate: int(env, "ACTOR_SNAPSHOT_ON_PASSIVATE", 8, 0, 1_000_000),
+			snapshotMinTail: int(env, "ACTOR_SNAPSHOT_MIN_TAIL", 8, 0, 1_000_000),
 			dedupWindow: int(env, "ACTOR_DEDUP_WINDOW", 64, 1, 10_000),
 			commitMaxBatch: int(env, "ACTOR_COMMIT_MAX_BATCH", 1000, 1, 100_000),
 			commitIntervalMs: int(env, "ACTOR_COMMIT_INTERVAL_MS", 0, 0, 10_000),

@@ -161,7 +161,7 @@ export function ShardedActorMixin(deps: ShardedActorDeps): Partial<ShardedActorS
 				maxActiveBytes: a.maxActiveMemoryMb > 0 ? a.maxActiveMemoryMb * 2 ** 20 : undefined,
 				snapshotEvery: a.snapshotEvery,
 				snapshotQuietMs: a.snapshotQuietMs,
-				snapshotOnPassivate: a.snapshotOnPassivate,
+				snapshotMinTail: a.snapshotMinTail,
 				commitMaxBatch: a.commitMaxBatch,
 				commitIntervalMs: a.commitIntervalMs,
 				reminderPollMs: a.reminderPollMs,

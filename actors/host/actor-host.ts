@@ -24,14 +24,20 @@ const EAGER_FLUSH_WRITES = 200;
 /** Defaults of the snapshot settings (ActorHostOptions). */
 export const DEFAULT_SNAPSHOT_EVERY = 100;
 export const DEFAULT_SNAPSHOT_QUIET_MS = 5000;
-export const DEFAULT_SNAPSHOT_ON_PASSIVATE = 8;
+export const DEFAULT_SNAPSHOT_MIN_TAIL = 8;
 /**
  * Heap of one active actor before the host has measured any (a typical customer's state plus its bookkeeping);
- * refined from the JSON size of the states it samples.
+ * refined from the JSON size of the states it samples (see sampleSize).
  */
 const DEFAULT_ACTOR_BYTES = 2048;
-/** Per-actor heap besides the state's own (the Actor record, its map entry and queue slot, the id string). */
-const ACTOR_OVERHEAD_BYTES = 300;
+/**
+ * Heap of an active actor ≈ ACTOR_FIXED_BYTES + ACTOR_BYTES_PER_JSON_CHAR × its state's JSON length, a line above
+ * what was measured (heap freed per actor passivated: 1.3 KB at 0.6 KB of JSON, 1.45 KB at 1.8 KB, 2.15 KB at
+ * 3 KB): the Actor record, its map entry, the state's objects and the dedup window cost more than their JSON when
+ * small and less when large.
+ */
+const ACTOR_FIXED_BYTES = 1100;
+const ACTOR_BYTES_PER_JSON_CHAR = 0.4;
 /** One committed write in this many has its state's size sampled for the byte estimate. */
 const SIZE_SAMPLE_EVERY = 256;
 /** Share of the cap the probation segment may hold (new actors, not used again yet). */
@@ -72,13 +78,14 @@ export interface ActorHostOptions {
 	 * Default DEFAULT_SNAPSHOT_EVERY.
 	 */
 	snapshotEvery?: number;
-	/** Event-sourced stores: an actor with events past its snapshot and no write for this long gets a snapshot. */
-	snapshotQuietMs?: number;
 	/**
-	 * Event-sourced stores: an actor passivated (idle or evicted under the cap) with at least this many events past
-	 * its snapshot gets a snapshot as it goes, so its next activation replays little (0: never).
+	 * Event-sourced stores: an actor with at least `snapshotMinTail` events past its snapshot gets a snapshot when it
+	 * has had no write for this long, and when it is passivated (idle, or evicted under the cap), so its next
+	 * activation replays little. A shorter tail is left alone: replaying a few events costs less than writing a state.
+	 * snapshotMinTail 0 turns both off. Defaults DEFAULT_SNAPSHOT_QUIET_MS, DEFAULT_SNAPSHOT_MIN_TAIL.
 	 */
-	snapshotOnPassivate?: number;
+	snapshotQuietMs?: number;
+	snapshotMinTail?: number;
 	commitMaxBatch: number;
 	commitIntervalMs: number;
 	reminderPollMs: number;
@@ -194,7 +201,7 @@ export class ActorHost {
 	private readonly main = new SegmentQueue<Actor>();
 	private readonly snapshotEvery: number;
 	private readonly snapshotQuietMs: number;
-	private readonly snapshotOnPassivate: number;
+	private readonly snapshotMinTail: number;
 	private readonly eventSourced: boolean;
 	/** Running estimate of one active actor's heap (bytes), for maxActiveBytes. */
 	private actorBytes = DEFAULT_ACTOR_BYTES;
@@ -234,10 +241,10 @@ export class ActorHost {
 		this.eventSourced = opts.store.eventSourced;
 		this.snapshotEvery = opts.snapshotEvery ?? DEFAULT_SNAPSHOT_EVERY;
 		this.snapshotQuietMs = opts.snapshotQuietMs ?? DEFAULT_SNAPSHOT_QUIET_MS;
-		this.snapshotOnPassivate = opts.snapshotOnPassivate ?? DEFAULT_SNAPSHOT_ON_PASSIVATE;
+		this.snapshotMinTail = opts.snapshotMinTail ?? DEFAULT_SNAPSHOT_MIN_TAIL;
 		if (!Number.isInteger(this.snapshotEvery) || this.snapshotEvery < 1) throw new Error(`ActorHost: snapshotEvery must be a positive integer, got ${opts.snapshotEvery}`);
 		if (!(this.snapshotQuietMs >= 0)) throw new Error(`ActorHost: snapshotQuietMs must be ≥ 0, got ${opts.snapshotQuietMs}`);
-		if (!Number.isInteger(this.snapshotOnPassivate) || this.snapshotOnPassivate < 0) throw new Error(`ActorHost: snapshotOnPassivate must be an integer ≥ 0, got ${opts.snapshotOnPassivate}`);
+		if (!Number.isInteger(this.snapshotMinTail) || this.snapshotMinTail < 0) throw new Error(`ActorHost: snapshotMinTail must be an integer ≥ 0, got ${opts.snapshotMinTail}`);
 	}
 
 	start(): void {
@@ -334,8 +341,7 @@ export class ActorHost {
 	/** After an idle actor left memory: counts it, and snapshots it if it replays a long tail otherwise. */
 	private passivated(actor: Actor): void {
 		this.stats.passivations++;
-		const min = this.snapshotOnPassivate;
-		if (min > 0 && actor.sinceSnapshot >= min && this.eventSourced && !this.stopped && actor.committed !== null) {
+		if (this.wantsSnapshot(actor) && !this.stopped && actor.committed !== null) {
 			this.queueSnapshot(actor, actor.committed);
 		}
 	}
@@ -383,7 +389,7 @@ export class ActorHost {
 		this.probation.push(actor);
 		this.stats.activations++;
 		this.stats.active = this.actors.size;
-		if (sinceSnapshot > 0) this.queueQuiet(actor, this.now());
+		if (this.wantsSnapshot(actor)) this.queueQuiet(actor, this.now());
 		return actor;
 	}
 
@@ -426,7 +432,7 @@ export class ActorHost {
 		actor.state = stored ? stored.state : emptyCustomerState(actor.id);
 		actor.committed = stored ? stored.state : null;
 		actor.sinceSnapshot = stored ? stored.sinceSnapshot : 0;
-		if (actor.sinceSnapshot > 0) this.queueQuiet(actor, this.now());
+		if (this.wantsSnapshot(actor)) this.queueQuiet(actor, this.now());
 		const waiting = actor.waiting;
 		actor.waiting = null;
 		if (waiting === null) return;
@@ -622,7 +628,7 @@ export class ActorHost {
 		if (!actor.dropped) {
 			actor.committed = write.state;
 			actor.committedAt = now;
-			if (actor.sinceSnapshot > 0 && this.eventSourced) this.queueQuiet(actor, now);
+			if (this.wantsSnapshot(actor)) this.queueQuiet(actor, now);
 			if (++this.sizeTick === SIZE_SAMPLE_EVERY) {
 				this.sizeTick = 0;
 				this.sampleSize(write.state);
@@ -648,13 +654,9 @@ export class ActorHost {
 		write.results.push(result);
 	}
 
-	/**
-	 * The running estimate of an active actor's heap, for maxActiveBytes: a state built by the reducer takes a little
-	 * less heap than its JSON (measured: ~1.4 KB for 1.8 KB of JSON), so its JSON length plus the bookkeeping is a
-	 * safe estimate. Moves slowly (1/64 of the gap per sample), from DEFAULT_ACTOR_BYTES.
-	 */
+	/** The running estimate of an active actor's heap, for maxActiveBytes: moves 1/64 of the gap per sample. */
 	private sampleSize(state: CustomerState): void {
-		const bytes = JSON.stringify(state).length + ACTOR_OVERHEAD_BYTES;
+		const bytes = ACTOR_FIXED_BYTES + ACTOR_BYTES_PER_JSON_CHAR * JSON.stringify(state).length;
 		this.actorBytes += (bytes - this.actorBytes) / 64;
 	}
 
@@ -676,6 +678,11 @@ export class ActorHost {
 		if (waiting !== null) for (const q of waiting) q.reject(err);
 	}
 
+	/** Whether a quiet or passivated actor's tail is long enough for a snapshot (snapshotMinTail). */
+	private wantsSnapshot(actor: Actor): boolean {
+		return this.eventSourced && this.snapshotMinTail > 0 && actor.sinceSnapshot >= this.snapshotMinTail;
+	}
+
 	private queueQuiet(actor: Actor, at: number): void {
 		if (actor.quietTicket !== null) return;
 		const ticket: QuietTicket = { actor, at };
@@ -691,8 +698,8 @@ export class ActorHost {
 	}
 
 	/**
-	 * Snapshots active actors that have events past their snapshot and no write for `quietMs`, so an activation
-	 * replays little. Works for at most `budgetMs`; returns how many snapshots it queued.
+	 * Snapshots active actors with at least snapshotMinTail events past their snapshot and no write for `quietMs`, so
+	 * an activation replays little. Works for at most `budgetMs`; returns how many snapshots it queued.
 	 */
 	snapshotQuiet(budgetMs = Infinity, quietMs = this.snapshotQuietMs): number {
 		if (!this.eventSourced || this.stopped) return 0;
@@ -708,7 +715,7 @@ export class ActorHost {
 			const actor = ticket.actor;
 			if (actor === null) continue;
 			actor.quietTicket = null;
-			if (actor.dropped || actor.sinceSnapshot === 0) continue;
+			if (actor.dropped || !this.wantsSnapshot(actor)) continue;
 			if (actor.committedAt > quietBefore) {
 				// Written since it was queued: back of the queue, from its latest write.
 				this.queueQuiet(actor, actor.committedAt);

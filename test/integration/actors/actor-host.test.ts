@@ -186,7 +186,7 @@ describe("capacity and batching", () => {
 		let clock = T0;
 		const store = new MemoryActorStore();
 		await store.connect();
-		const host = makeHost(store, { now: () => clock });
+		const host = makeHost(store, { now: () => clock, snapshotMinTail: 1 });
 		await Promise.all(Array.from({ length: 20 }, (_, i) => host.tell(`cmp-${i}`, { kind: "event", event: cancelled(`cmp-${i}`, "o-1") })));
 		const before = await Promise.all(Array.from({ length: 20 }, (_, i) => host.get(`cmp-${i}`)));
 		assert.equal(host.snapshotQuiet(Infinity, 1000), 0, "nothing has been quiet for a second yet");

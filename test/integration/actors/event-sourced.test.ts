@@ -95,21 +95,39 @@ void describe("event-sourced Redis store under the actor host", () => {
 		await host.stop();
 	});
 
-	void it("snapshots a quiet actor, and every write that carries a reminder", async () => {
+	void it("snapshots a quiet actor with a long enough tail, and every write that carries a reminder", async () => {
 		let clock = T0;
 		const store = await open();
-		const host = makeHost(store, { snapshotEvery: 100, now: () => clock });
+		const host = makeHost(store, { snapshotEvery: 100, snapshotMinTail: 2, now: () => clock });
 		const cancel: CloudEvent = { ...pageView("es-3"), type: "crm.order.status_changed", data: { orderId: "o-1", newStatus: "CANCELLED" } };
 		await host.tell("es-3", { kind: "event", event: cancel });
 		await host.tell("es-3", { kind: "event", event: pageView("es-3") });
+		await host.tell("es-3b", { kind: "event", event: pageView("es-3b") });
 		assert.equal(await snapshotVersion("es-3"), 0);
 		clock += 10_000;
 		host.snapshotQuiet(Infinity, 5000);
 		await host.drain();
 		assert.equal(await snapshotVersion("es-3"), 2, "the quiet actor's state became its snapshot");
+		assert.equal(await snapshotVersion("es-3b"), 0, "a tail of one event is shorter than snapshotMinTail: left to replay");
 		clock += 8 * 24 * 3600_000;
 		assert.equal(await host.deliverDueReminders(), 1);
 		assert.equal(await snapshotVersion("es-3"), 3, "the reminder's write carries the state (reminders are not journaled)");
+		await host.stop();
+	});
+
+	void it("snapshots an actor passivated with a long enough tail, so its next activation replays nothing", async () => {
+		const store = await open();
+		const host = makeHost(store, { snapshotEvery: 100, snapshotMinTail: 3 });
+		for (let i = 0; i < 3; i++) await host.tell("es-8", { kind: "event", event: pageView("es-8") });
+		for (let i = 0; i < 2; i++) await host.tell("es-9", { kind: "event", event: pageView("es-9") });
+		assert.equal(host.passivate("es-8"), true);
+		assert.equal(host.passivate("es-9"), true);
+		await host.drain();
+		assert.equal(await snapshotVersion("es-8"), 3, "three events past the snapshot: written as it left");
+		assert.equal(await snapshotVersion("es-9"), 0, "two: left to replay");
+		const loaded = await store.loadMany(["es-8", "es-9"]);
+		assert.deepEqual(loaded.map(l => l?.sinceSnapshot), [0, 2]);
+		assert.equal((await host.get("es-8"))?.counters.pageViews, 3);
 		await host.stop();
 	});
 
