@@ -4,10 +4,13 @@
 // once per round, the worst case for a cache) and "zipf" (the customer of each event drawn from a Zipf(s) law over
 // the customers, seeded: a few customers get most events, as real traffic does; each customer's events stay in order).
 // Heap peak = the largest process heapUsed seen during a run (sampled every 50 ms and every 65 536 events).
-// Usage: node --expose-gc bench/memory-cap.bench.ts [--customers 1000000] [--hot 100000] [--budget-mb 256]
+// Each workload runs in a process of its own on a fresh host and an empty Redis, started as an operator would start a
+// node with ACTOR_MAX_MEMORY_MB = the budget: V8's heap limit (--max-old-space-size) at twice the budget
+// (docs/actors.md). The hot run goes first and again last; the others are measured against the mean of the two.
+// Usage: node bench/memory-cap.bench.ts [--customers 1000000] [--hot 100000] [--budget-mb 256] [--heap-limit-mb 2×budget]
 //   [--inflight 1000] [--zipf-s 1.1] [--seed 42] [--workloads round-robin,zipf] [--json]
-//   (the hot run always goes first: it is what the others are measured against; --json: also one `BENCH {...}` line
-//   per workload)
+//   (--json: also one `BENCH {...}` line per workload)
+import { spawn } from "node:child_process";
 import { cpus } from "node:os";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
@@ -28,7 +31,11 @@ const { values: args } = parseArgs({
 		"zipf-s": { type: "string", default: "1.1" },
 		seed: { type: "string", default: "42" },
 		workloads: { type: "string", default: "round-robin,zipf" },
-		json: { type: "boolean", default: false }
+		"heap-limit-mb": { type: "string" },
+		json: { type: "boolean", default: false },
+		// Internal: run one workload in this process against this Redis and print its result.
+		child: { type: "string" },
+		"redis-url": { type: "string" }
 	}
 });
 const BUDGET_MB = Number(args["budget-mb"]);
@@ -39,6 +46,7 @@ const INFLIGHT = Number(args.inflight);
 const ZIPF_S = Number(args["zipf-s"]);
 const SEED = Number(args.seed);
 const HEAP_SAMPLE_MS = 50;
+const HEAP_LIMIT_MB = args["heap-limit-mb"] === undefined ? 2 * BUDGET_MB : Number(args["heap-limit-mb"]);
 const ctx = (now: number): ReduceContext => ({ now, risk: { decayAfterMs: 30 * 24 * 3600_000, decayKeep: 0.5, churnWeight: 30 }, dedupWindow: 64 });
 
 function eventFor(c: number, k: number): CloudEvent {
@@ -52,6 +60,17 @@ function eventFor(c: number, k: number): CloudEvent {
 }
 
 interface RunResult { events: number; rate: number; peakHeap: number }
+
+/** What a child process reports for its workload. */
+interface ChildResult extends RunResult {
+	workload: string;
+	customers: number;
+	/** After the run: host stats, customers stored, heap the host held (bytes; round-robin and zipf only). */
+	stats?: { active: number; activations: number; passivations: number };
+	stored?: number;
+	held?: number;
+	zipf?: { topShare: number; distinct: number };
+}
 
 /**
  * Sends event i = 0..total-1 (eventAt(i), called in order of i: a customer's events are told in order and its
@@ -135,92 +154,130 @@ function heapUsed(): number {
 	return process.memoryUsage().heapUsed;
 }
 
+function makeHost(url: string) {
+	const store = new RedisActorStore({ url, journalMax: 100, replay: journalReplay(ctx) });
+	const host = new ActorHost({
+		store, reduceContext: ctx, idleTimeoutMs: 3600_000, maxActiveActors: 10_000_000, maxActiveBytes: BUDGET_BYTES,
+		commitMaxBatch: 1000, commitIntervalMs: 0, reminderPollMs: 3600_000
+	});
+	return { store, host };
+}
+
+/** One workload in this process (the child side); Redis is flushed by the parent before. */
+async function runChild(workload: string, url: string): Promise<ChildResult> {
+	const customers = Number(args.customers);
+	const hotN = Math.min(Number(args.hot), Math.floor(BUDGET_BYTES / BYTES_PER_ACTOR));
+	const baseHeap = heapUsed();
+	const { store, host } = makeHost(url);
+	await store.connect();
+	host.start();
+	const int = (n: number) => Math.round(n).toLocaleString("en-US");
+	let lastLog = performance.now();
+	const progress = () => {
+		if (performance.now() - lastLog > 10_000) {
+			lastLog = performance.now();
+			console.error(`  … ${workload}: ${int(host.stats.applied)} applied, ${int(host.stats.active)} active, heap ${(process.memoryUsage().heapUsed / 2 ** 20).toFixed(0)} MB`);
+		}
+	};
+	try {
+		if (workload === "hot") {
+			// A working set that fits under the cap, every event to an active actor after the first round (not timed).
+			await run(host, hotN, roundRobin(hotN));
+			const timed = await run(host, hotN * 4, i => eventFor(i % hotN, 1 + Math.floor(i / hotN)), progress);
+			return { workload, customers: hotN, ...timed };
+		}
+		const total = customers * 2;
+		let result: RunResult;
+		let zipf: ChildResult["zipf"];
+		if (workload === "round-robin") {
+			// 10⁶ customers, two rounds: the cap evicts actors, so round two reactivates from Redis.
+			result = await run(host, total, roundRobin(customers), progress);
+		} else {
+			// The same number of events, Zipf-skewed customers.
+			const picks = zipfCustomers(customers, total, ZIPF_S, SEED);
+			zipf = { topShare: picks.topShare, distinct: picks.distinct };
+			result = await run(host, total, zipfEvents(picks.picks, customers), progress);
+		}
+		const held = heapUsed() - baseHeap;
+		return { workload, customers, ...result, stats: { ...host.stats }, stored: await store.count(), held, zipf };
+	} finally {
+		await host.stop();
+		await store.close();
+	}
+}
+
+/** Runs one workload in a child process with the heap limit an operator would set; returns what it reports. */
+function spawnChild(workload: string, url: string): Promise<ChildResult> {
+	const argv = [
+		"--expose-gc", `--max-old-space-size=${HEAP_LIMIT_MB}`, process.argv[1],
+		"--child", workload, "--redis-url", url, "--customers", String(args.customers), "--hot", String(args.hot),
+		"--budget-mb", String(BUDGET_MB), "--inflight", String(INFLIGHT), "--zipf-s", String(ZIPF_S), "--seed", String(SEED)
+	];
+	return new Promise((resolve, reject) => {
+		const child = spawn(process.execPath, argv, { stdio: ["ignore", "pipe", "inherit"] });
+		let out = "";
+		child.stdout.setEncoding("utf8");
+		child.stdout.on("data", (chunk: string) => (out += chunk));
+		child.once("error", reject);
+		child.once("exit", code => {
+			const line = out.split("\n").find(l => l.startsWith("RESULT "));
+			if (code !== 0 || line === undefined) reject(new Error(`the ${workload} run exited with ${code}${out ? `: ${out.slice(-2000)}` : ""}`));
+			else resolve(JSON.parse(line.slice("RESULT ".length)) as ChildResult);
+		});
+	});
+}
+
 async function main(): Promise<void> {
+	if (args.child !== undefined) {
+		const result = await runChild(args.child, String(args["redis-url"]));
+		console.log(`RESULT ${JSON.stringify(result)}`);
+		return;
+	}
+	const wanted = String(args.workloads).split(",").map(w => w.trim()).filter(w => w !== "");
+	for (const w of wanted) if (w !== "round-robin" && w !== "zipf") throw new Error(`--workloads: unknown workload "${w}" (known: round-robin, zipf)`);
 	const redis = await startRedis();
 	const admin = new Redis(redis.url);
 	await admin.config("SET", "appendfsync", "everysec");
-	const customers = Number(args.customers);
-	const hotN = Math.min(Number(args.hot), Math.floor(BUDGET_BYTES / BYTES_PER_ACTOR));
 	const mb = (b: number) => `${(b / 2 ** 20).toFixed(0)} MB`;
 	const int = (n: number) => Math.round(n).toLocaleString("en-US");
-	console.log(`memory-cap benchmark — ${cpus().length} cores, node ${process.version}; cap ${BUDGET_MB} MB of active actors (maxActiveBytes), redis appendfsync everysec, event-sourced`);
-	const baseHeap = heapUsed();
-	const make = async () => {
-		const store = new RedisActorStore({ url: redis.url, journalMax: 100, replay: journalReplay(ctx) });
-		await store.connect();
-		const host = new ActorHost({
-			store, reduceContext: ctx, idleTimeoutMs: 3600_000, maxActiveActors: 10_000_000, maxActiveBytes: BUDGET_BYTES,
-			commitMaxBatch: 1000, commitIntervalMs: 0, reminderPollMs: 3600_000
-		});
-		host.start();
-		return { store, host };
-	};
-	let lastLog = performance.now();
-	const progress = (host: ActorHost) => () => {
-		if (performance.now() - lastLog > 10_000) {
-			lastLog = performance.now();
-			console.log(`  … ${int(host.stats.applied)} applied, ${int(host.stats.active)} active, heap ${mb(process.memoryUsage().heapUsed)}`);
-		}
-	};
-	/** One workload on a fresh host and an empty Redis; the host's state afterwards. */
-	const measure = async (total: number, eventAt: (i: number) => CloudEvent) => {
+	console.log(`memory-cap benchmark — ${cpus().length} cores, node ${process.version}; cap ${BUDGET_MB} MB of active actors (maxActiveBytes), ` +
+		`V8 heap limit ${HEAP_LIMIT_MB} MB (--max-old-space-size), redis appendfsync everysec, event-sourced; one process per run`);
+	const results: ChildResult[] = [];
+	for (const workload of ["hot", ...wanted, "hot"]) {
 		await admin.flushall();
-		heapUsed();
-		const { store, host } = await make();
-		lastLog = performance.now();
-		const result = await run(host, total, eventAt, progress(host));
-		const held = heapUsed() - baseHeap;
-		const stats = { ...host.stats };
-		const stored = await store.count();
-		await host.stop();
-		await store.close();
-		return { ...result, held, stats, stored };
-	};
-
-	// Hot: a working set that fits under the cap, every event to an active actor after the first round (not timed).
-	const hot = await (async () => {
-		await admin.flushall();
-		heapUsed();
-		const { store, host } = await make();
-		await run(host, hotN, roundRobin(hotN));
-		const timed = await run(host, hotN * 4, i => eventFor(i % hotN, 1 + Math.floor(i / hotN)));
-		await host.stop();
-		await store.close();
-		return timed;
-	})();
-	// 10⁶ customers, two rounds: the cap evicts actors, so round two reactivates from Redis.
-	const total = customers * 2;
-	const wanted = String(args.workloads).split(",").map(w => w.trim()).filter(w => w !== "");
-	for (const w of wanted) if (w !== "round-robin" && w !== "zipf") throw new Error(`--workloads: unknown workload "${w}" (known: round-robin, zipf)`);
-	const big = wanted.includes("round-robin") ? await measure(total, roundRobin(customers)) : null;
-	// The same number of events, Zipf-skewed customers.
-	const zipf = zipfCustomers(customers, wanted.includes("zipf") ? total : 0, ZIPF_S, SEED);
-	const skewed = wanted.includes("zipf") ? await measure(total, zipfEvents(zipf.picks, customers)) : null;
+		results.push(await spawnChild(workload, redis.url));
+	}
 	admin.disconnect();
 	await redis.stop();
 
-	const pct = (r: number) => `${((100 * r) / hot.rate).toFixed(0)}% of hot`;
+	const [hotFirst, hotLast] = [results[0], results[results.length - 1]];
+	const hotRate = (hotFirst.rate + hotLast.rate) / 2;
+	const pct = (r: number) => `${((100 * r) / hotRate).toFixed(0)}% of hot`;
 	const peak = (b: number) => `heap peak ${mb(b)} (${(b / BUDGET_BYTES).toFixed(2)}× the ${BUDGET_MB} MB cap)`;
-	console.log(`hot        : ${int(hotN)} customers × 4 events, all active: ${int(hot.rate)} events/s; ${peak(hot.peakHeap)}`);
-	for (const [name, r, what] of [["round-robin", big, `${int(customers)} customers × 2 events`], ["zipf", skewed, `${int(total)} events over ${int(customers)} customers, Zipf(${ZIPF_S}) (top customer ${(100 * zipf.topShare).toFixed(1)}% of events, ${int(zipf.distinct)} customers touched)`]] as const) {
-		if (r === null) continue;
-		console.log(`${name.padEnd(11)}: ${what} under the cap: ${int(r.rate)} events/s = ${pct(r.rate)}; ${peak(r.peakHeap)}`);
-		console.log(`             active at the end ${int(r.stats.active)}, activations ${int(r.stats.activations)}, passivations ${int(r.stats.passivations)}, customers stored ${int(r.stored)}; ` +
-			`heap held by the host after the run ${mb(r.held)} (${Math.round(r.held / Math.max(1, r.stats.active))} B per active actor)`);
+	console.log(`hot        : ${int(hotFirst.customers)} customers × 4 events, all active: ${int(hotRate)} events/s (first ${int(hotFirst.rate)}, last ${int(hotLast.rate)}); ${peak(Math.max(hotFirst.peakHeap, hotLast.peakHeap))}`);
+	for (const r of results.slice(1, -1)) {
+		const what = r.workload === "round-robin"
+			? `${int(r.customers)} customers × 2 events`
+			: `${int(r.events)} events over ${int(r.customers)} customers, Zipf(${ZIPF_S}) (top customer ${(100 * (r.zipf?.topShare ?? 0)).toFixed(1)}% of events, ${int(r.zipf?.distinct ?? 0)} customers touched)`;
+		const stats = r.stats as NonNullable<ChildResult["stats"]>;
+		console.log(`${r.workload.padEnd(11)}: ${what} under the cap: ${int(r.rate)} events/s = ${pct(r.rate)}; ${peak(r.peakHeap)}`);
+		console.log(`             active at the end ${int(stats.active)}, activations ${int(stats.activations)}, passivations ${int(stats.passivations)}, customers stored ${int(r.stored ?? 0)}; ` +
+			`heap held by the host after the run ${mb(r.held ?? 0)} (${Math.round((r.held ?? 0) / Math.max(1, stats.active))} B per active actor)`);
 	}
-	console.log(`target: heap peak ≤ 2× the cap = ${mb(2 * BUDGET_BYTES)} (the peak includes the process's own heap, ${mb(baseHeap)} before the runs)`);
+	console.log(`target: heap peak ≤ 2× the cap = ${mb(2 * BUDGET_BYTES)} (the peak includes the process's own heap)`);
 	if (args.json) {
 		const heapPeakMb = (b: number) => Number((b / 2 ** 20).toFixed(1));
-		const row = (workload: string, r: RunResult, extra: Record<string, unknown>) => console.log(`BENCH ${JSON.stringify({
-			bench: "memory", workload, customers: extra.customers, events: r.events, eventsPerSec: Math.round(r.rate), hotEventsPerSec: Math.round(hot.rate),
-			ratio: Number((r.rate / hot.rate).toFixed(3)), heapPeakMb: heapPeakMb(r.peakHeap), capMb: BUDGET_MB, ...extra
+		const row = (r: ChildResult, extra: Record<string, unknown>) => console.log(`BENCH ${JSON.stringify({
+			bench: "memory", workload: r.workload, customers: r.customers, events: r.events, eventsPerSec: Math.round(r.rate), hotEventsPerSec: Math.round(hotRate),
+			ratio: Number((r.rate / hotRate).toFixed(3)), heapPeakMb: heapPeakMb(r.peakHeap), capMb: BUDGET_MB, heapLimitMb: HEAP_LIMIT_MB, ...extra
 		})}`);
-		row("hot", hot, { customers: hotN });
-		for (const [workload, r, extra] of [["round-robin", big, {}], ["zipf", skewed, { zipfS: ZIPF_S, seed: SEED, topShare: Number(zipf.topShare.toFixed(4)), customersTouched: zipf.distinct }]] as const) {
-			if (r === null) continue;
-			row(workload, r, {
-				customers, ...extra, activeAtEnd: r.stats.active, activations: r.stats.activations, passivations: r.stats.passivations,
-				customersStored: r.stored, heldMb: heapPeakMb(r.held)
+		row({ ...hotFirst, rate: hotRate, peakHeap: Math.max(hotFirst.peakHeap, hotLast.peakHeap) }, { firstEventsPerSec: Math.round(hotFirst.rate), lastEventsPerSec: Math.round(hotLast.rate) });
+		for (const r of results.slice(1, -1)) {
+			const stats = r.stats as NonNullable<ChildResult["stats"]>;
+			row(r, {
+				...(r.zipf ? { zipfS: ZIPF_S, seed: SEED, topShare: Number(r.zipf.topShare.toFixed(4)), customersTouched: r.zipf.distinct } : {}),
+				activeAtEnd: stats.active, activations: stats.activations, passivations: stats.passivations,
+				customersStored: r.stored, heldMb: heapPeakMb(r.held ?? 0)
 			});
 		}
 	}
