@@ -314,10 +314,17 @@ function applyOrderStatus(next: CustomerState, data: OrderStatusChangedData): bo
 	if (previous === newStatus) return false;
 
 	// The newest LIMITS-1 other orders stay, oldest first; this one goes last as the most recently updated.
-	const others = Object.keys(next.orderStatus).filter(id => id !== orderId);
+	const previousMap = next.orderStatus;
+	const ids = Object.keys(previousMap);
+	let skip = ids.length - (known ? 1 : 0) - (LIMITS.orderStatus - 1);
 	const orderStatus: Record<string, string> = {};
-	for (let i = Math.max(0, others.length - (LIMITS.orderStatus - 1)); i < others.length; i++) {
-		orderStatus[others[i]] = next.orderStatus[others[i]];
+	for (const id of ids) {
+		if (id === orderId) continue;
+		if (skip > 0) {
+			skip--;
+			continue;
+		}
+		orderStatus[id] = previousMap[id];
 	}
 	orderStatus[orderId] = newStatus;
 	next.orderStatus = orderStatus;
