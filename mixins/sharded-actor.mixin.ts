@@ -1,6 +1,7 @@
 // Service behaviour for hosting sharded actors: creates the actor store and host on start, stops them on stop,
 // forwards persisted effects as Moleculer events, and follows cluster membership (which node owns which actor).
 // The customers service adds the actions.
+import { getHeapStatistics } from "node:v8";
 import type { Context, ServiceBroker, ServiceSchema, ServiceSettingSchema, Service } from "moleculer";
 import { ActorHost } from "../actors/host/actor-host.ts";
 import type { ActorStore } from "../actors/host/actor-store.ts";
@@ -183,6 +184,11 @@ export function ShardedActorMixin(deps: ShardedActorDeps): Partial<ShardedActorS
 			this.host.start();
 			this.membership.refresh();
 			this.logger.info(`actor store: ${this.store.kind}${churnScorer ? ", churn model on" : ", churn model off"}`);
+			const limitMb = Math.round(getHeapStatistics().heap_size_limit / 2 ** 20);
+			if (a.maxActiveMemoryMb > 0 && limitMb > 3 * a.maxActiveMemoryMb) {
+				this.logger.warn(`ACTOR_MAX_MEMORY_MB=${a.maxActiveMemoryMb} caps the live actors, but V8 may let the heap grow to ${limitMb} MB (mostly garbage) before it collects: ` +
+					`start node with --max-old-space-size=${2 * a.maxActiveMemoryMb} (e.g. in NODE_OPTIONS) to keep the process near twice the cap (docs/actors.md)`);
+			}
 		},
 		async stopped(this: ShardedActorService) {
 			await this.host.stop();
