@@ -1,4 +1,5 @@
 // api: the HTTP contract of ARCHITECTURE §9 (moleculer-web): events in, customer reads, risk listing, health, auth.
+import { Buffer, isUtf8 } from "node:buffer";
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import ApiGateway from "moleculer-web";
@@ -50,6 +51,37 @@ function sha256(s: string): Buffer {
 	return createHash("sha256").update(s).digest();
 }
 
+/**
+ * Whether a presented key is one of `keys`. Both sides are SHA-256 digests, so timingSafeEqual always compares 32
+ * bytes: neither a key's bytes nor its length can be found by timing the answer.
+ */
+export function createKeyMatcher(keys: readonly string[]): (given: string) => boolean {
+	const hashes = keys.map(sha256);
+	return given => {
+		const digest = sha256(given);
+		let match = false;
+		// Every key is compared, so the time does not tell which one matched either.
+		for (const h of hashes) match = timingSafeEqual(h, digest) || match;
+		return match;
+	};
+}
+
+/** A JSON body must be UTF-8 (RFC 8259 §8.1); refuse other charsets and invalid bytes instead of decoding them lossily. */
+export function verifyUtf8Body(_req: IncomingMessage, _res: ServerResponse, buf: Buffer, encoding: string | null): void {
+	if (encoding !== null && encoding.toLowerCase() !== "utf-8") {
+		throw Object.assign(new Error(`unsupported charset "${encoding}": send UTF-8`), { status: 415, type: "UNSUPPORTED_CHARSET" });
+	}
+	if (!isUtf8(buf)) throw Object.assign(new Error("body is not valid UTF-8"), { status: 400, type: "INVALID_ENCODING" });
+}
+
+/**
+ * The body-parser options of a JSON route: UTF-8 only, and no Content-Encoding (a corrupt gzip stream would
+ * otherwise surface as a 500 without a status; 415 tells the client what to change).
+ */
+export function jsonBodyParser(limit: string) {
+	return { strict: false, limit, inflate: false, verify: verifyUtf8Body };
+}
+
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
 	const text = JSON.stringify(body);
 	res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(text) });
@@ -78,7 +110,8 @@ export function sendError(res: ServerResponse, err: Errors.MoleculerError | Erro
  * Routes that need something else (raw bodies for signed webhooks, the dashboard) come in as `extraRoutes`.
  */
 export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] = []): ServiceSchema<ApiSettingsSchema> {
-	const keyHashes = config.apiKeys.map(sha256);
+	const keyMatches = createKeyMatcher(config.apiKeys);
+	const authRequired = config.apiKeys.length > 0;
 	return {
 		name: "api",
 		mixins: [ApiGateway],
@@ -102,11 +135,11 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 				},
 				{
 					path: "/api/v1",
-					authentication: keyHashes.length > 0,
+					authentication: authRequired,
 					mappingPolicy: "restrict",
 					autoAliases: true,
 					mergeParams: false,
-					bodyParsers: { json: { strict: false, limit: BODY_LIMIT } },
+					bodyParsers: { json: jsonBodyParser(BODY_LIMIT) },
 					aliases: {
 						"POST events": "api.postEvents",
 						"GET customers/:id": "api.getCustomer",
@@ -169,15 +202,12 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 			authenticate(_ctx: Context, _route: unknown, req: IncomingMessage) {
 				const header = req.headers.authorization ?? "";
 				const m = /^Bearer (.+)$/.exec(header);
-				if (m) {
-					const given = sha256(m[1]);
-					if (keyHashes.some(k => timingSafeEqual(k, given))) return { apiKey: true };
-				}
+				if (m && keyMatches(m[1])) return { apiKey: true };
 				throw new ApiGateway.Errors.UnAuthorizedError(ApiGateway.Errors.ERR_INVALID_TOKEN, { reason: "missing or invalid bearer API key" });
 			}
 		},
 		started(this: Service) {
-			if (keyHashes.length === 0) this.logger.warn(`API_KEYS is not set: the HTTP API has no authentication and listens on ${config.host} only`);
+			if (!authRequired) this.logger.warn(`API_KEYS is not set: the HTTP API has no authentication and listens on ${config.host} only`);
 		}
 	};
 }
