@@ -8,6 +8,7 @@ import { Errors } from "moleculer";
 import type { Context, ServiceSchema, Service } from "moleculer";
 import type { Config } from "../config/index.ts";
 import { validateEvents } from "../models/cloud-event.validator.ts";
+import { redactUrl } from "../models/url-redaction.ts";
 import type { CloudEvent } from "../models/cloud-event.ts";
 import type { HandleResult } from "../actors/host/actor-host.ts";
 
@@ -118,6 +119,9 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 		settings: {
 			port: config.port,
 			ip: config.host,
+			// Request bodies carry personal data: never logged, whatever LOG_LEVEL says.
+			logRequestParams: null,
+			logResponseData: null,
 			routes: [
 				{
 					path: "/health",
@@ -199,6 +203,17 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 			}
 		},
 		methods: {
+			// moleculer-web logs each request's URL as sent: a key put in a query string, or a customer id that is an
+			// e-mail address, would land in the log. These log it redacted.
+			logRequest(this: Service, req: IncomingMessage & { originalUrl?: string; $route?: { logging?: boolean } }) {
+				if (req.$route?.logging === false) return;
+				this.logger.info(`=> ${req.method} ${redactUrl(req.originalUrl ?? req.url)}`);
+			},
+			logResponse(this: Service, req: IncomingMessage & { originalUrl?: string; $route?: { logging?: boolean }; $startTime?: [number, number] }, res: ServerResponse) {
+				if (req.$route?.logging === false) return;
+				const ms = req.$startTime ? (process.hrtime(req.$startTime)[0] * 1e3 + process.hrtime(req.$startTime)[1] / 1e6).toFixed(3) : "?";
+				this.logger.info(`<= ${res.statusCode} ${req.method} ${redactUrl(req.originalUrl ?? req.url)} [+${ms} ms]`);
+			},
 			authenticate(_ctx: Context, _route: unknown, req: IncomingMessage) {
 				const header = req.headers.authorization ?? "";
 				const m = /^Bearer (.+)$/.exec(header);
