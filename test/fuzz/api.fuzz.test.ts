@@ -171,6 +171,25 @@ describe("fuzz: POST /api/v1/events", () => {
 		baseline = after;
 	});
 
+	it("customer ids that name Object.prototype members are ordinary customers of their own", async () => {
+		// Valid ids by the contract (a letter first): any store or cache keyed by a plain object would confuse them.
+		const ids = ["constructor", "toString", "hasOwnProperty", "valueOf", "isPrototypeOf", "propertyIsEnumerable"];
+		for (const id of ids) {
+			const res = await post(JSON.stringify(validEvent("crm.order.status_changed", id)));
+			assert.deepEqual(res.body, { accepted: 1, duplicates: 0 }, id);
+		}
+		for (const id of ids) {
+			const c = await node.api(`/api/v1/customers/${id}`);
+			assert.equal(c.status, 200, id);
+			assert.equal(c.body.id, id);
+			assert.equal(c.body.version, 1, `${id}: exactly its own event`);
+			assert.equal(c.body.risk.score, 10, id);
+		}
+		assert.equal(typeof ({} as { constructor: unknown }).constructor, "function", "Object.prototype untouched");
+		assert.equal((await node.api("/api/v1/customers/__proto__")).status, 400, "__proto__ is not a customer id");
+		baseline = await customerSnapshot(node.broker);
+	});
+
 	it("refuses CR, LF and NUL inside header values before anything is read", async () => {
 		const body = JSON.stringify(validEvent("crm.page.viewed", VICTIM));
 		const cases: Array<[string, string[]]> = [
