@@ -13,6 +13,8 @@ export interface LogEntry {
 	end: number;
 	/** Set when the entry was cut at the size limit: it is dead-lettered, never parsed. */
 	oversize?: boolean;
+	/** Set when a line of the entry was not UTF-8 (`text` is its lossy decoding): dead-lettered, never parsed. */
+	notUtf8?: boolean;
 }
 
 export interface MergerOptions {
@@ -47,7 +49,7 @@ export class EntryMerger {
 	private readonly format: LogFormat;
 	private readonly maxEntryChars: number;
 	private readonly maxLines: number;
-	private pending: { lines: string[]; chars: number; start: number; end: number; oversize: boolean } | null = null;
+	private pending: { lines: string[]; chars: number; start: number; end: number; oversize: boolean; notUtf8: boolean } | null = null;
 
 	constructor(format: LogFormat, opts: MergerOptions = {}) {
 		this.format = format;
@@ -61,17 +63,18 @@ export class EntryMerger {
 	}
 
 	/** Adds one line (without its line end) spanning bytes [start, end); returns the entries it completes. */
-	push(line: string, start: number, end: number): LogEntry[] {
+	push(line: string, start: number, end: number, notUtf8 = false): LogEntry[] {
 		const out: LogEntry[] = [];
 		const p = this.pending;
 		// A continuation needs an open entry; one arriving without any is an entry of its own (and malformed).
 		if (p === null || startsEntry(this.format, line) || !continuesEntry(this.format, line)) {
 			if (p !== null) out.push(this.close());
-			this.pending = { lines: [line], chars: line.length, start, end, oversize: line.length > this.maxEntryChars };
+			this.pending = { lines: [line], chars: line.length, start, end, oversize: line.length > this.maxEntryChars, notUtf8 };
 			if (this.pending.oversize) this.pending.lines = [line.slice(0, this.maxEntryChars)];
 			return out;
 		}
 		p.end = end;
+		p.notUtf8 ||= notUtf8;
 		if (p.oversize) return out;
 		p.chars += line.length + 1;
 		if (p.chars > this.maxEntryChars || p.lines.length >= this.maxLines) {
@@ -90,7 +93,7 @@ export class EntryMerger {
 	private close(): LogEntry {
 		const p = this.pending as NonNullable<typeof this.pending>;
 		this.pending = null;
-		return { text: p.lines.join("\n"), start: p.start, end: p.end, ...(p.oversize ? { oversize: true } : {}) };
+		return { text: p.lines.join("\n"), start: p.start, end: p.end, ...(p.oversize ? { oversize: true } : {}), ...(p.notUtf8 ? { notUtf8: true } : {}) };
 	}
 }
 
@@ -217,20 +220,24 @@ function firstKey(obj: Record<string, unknown>, keys: readonly string[]): unknow
 	return undefined;
 }
 
-/** The first forbidden key anywhere in a parsed JSON value (depth-bounded), or undefined. */
-function forbiddenKey(value: unknown, depth: number): string | undefined {
-	if (typeof value !== "object" || value === null || depth > 32) return undefined;
+const MAX_JSON_DEPTH = 32;
+
+/** Why a parsed JSON value cannot be an entry — a forbidden key anywhere, or nesting too deep to look through — or undefined. */
+function unsafeJson(value: unknown, depth: number): string | undefined {
+	if (typeof value !== "object" || value === null) return undefined;
+	// Deeper than we look is refused, not waved through: a prototype key could hide below.
+	if (depth > MAX_JSON_DEPTH) return `JSON entry is nested deeper than ${MAX_JSON_DEPTH} levels`;
 	if (Array.isArray(value)) {
 		for (const v of value) {
-			const k = forbiddenKey(v, depth + 1);
-			if (k !== undefined) return k;
+			const r = unsafeJson(v, depth + 1);
+			if (r !== undefined) return r;
 		}
 		return undefined;
 	}
 	for (const k of Object.keys(value)) {
-		if (FORBIDDEN_KEYS.has(k)) return k;
-		const inner = forbiddenKey((value as Record<string, unknown>)[k], depth + 1);
-		if (inner !== undefined) return inner;
+		if (FORBIDDEN_KEYS.has(k)) return `JSON entry has forbidden key "${k}"`;
+		const r = unsafeJson((value as Record<string, unknown>)[k], depth + 1);
+		if (r !== undefined) return r;
 	}
 	return undefined;
 }
@@ -250,13 +257,20 @@ function parseJsonEntry(text: string): { ok: true; obj: Record<string, unknown> 
 		}
 	}
 	if (!isPlainObject(parsed)) return { ok: false, reason: "JSON entry is not an object" };
-	const bad = forbiddenKey(parsed, 0);
-	if (bad !== undefined) return { ok: false, reason: `JSON entry has forbidden key "${bad}"` };
+	const bad = unsafeJson(parsed, 0);
+	if (bad !== undefined) return { ok: false, reason: bad };
 	return { ok: true, obj: parsed };
 }
 
+/** Largest distance from the epoch a JS Date can hold (±100,000,000 days); beyond it `new Date(ms)` is invalid. */
+const MAX_DATE_MS = 8.64e15;
+
 function jsonTime(raw: unknown): number {
-	if (typeof raw === "number" && Number.isFinite(raw)) return raw < 1e12 ? raw * 1000 : raw;
+	if (typeof raw === "number" && Number.isFinite(raw)) {
+		const ms = raw < 1e12 ? raw * 1000 : raw;
+		// An epoch number no Date can hold (1e20) would make the event's time throw, wedging the tail on this line.
+		return Math.abs(ms) <= MAX_DATE_MS ? ms : NaN;
+	}
 	if (typeof raw === "string") return parseDateTimeText(raw.trim());
 	return NaN;
 }
@@ -295,5 +309,6 @@ function interpretJson(text: string): LogOutcome {
 /** What one (merged) entry is: a page view of an identified customer, something to skip, or malformed input. */
 export function interpretEntry(format: LogFormat, entry: LogEntry, opts: InterpretOptions): LogOutcome {
 	if (entry.oversize) return { kind: "malformed", reason: "entry exceeds the size limit" };
+	if (entry.notUtf8) return { kind: "malformed", reason: "entry is not valid UTF-8" };
 	return format === "json" ? interpretJson(entry.text) : interpretNginx(entry.text, opts);
 }

@@ -10,6 +10,8 @@ export const MAX_DATA_BYTES = 65536;
 export const MAX_DEPTH = 16;
 export const MAX_BATCH = 1000;
 export const MAX_FUTURE_MS = 24 * 60 * 60 * 1000;
+/** Event times before the Unix epoch are placeholders ("0001-01-01") or clocks never set, not CRM history. */
+export const EARLIEST_TIME_MS = 0;
 
 export interface ValidateOptions {
 	/** The clock (ms since epoch) that bounds how far in the future `time` may be; defaults to `Date.now()`. */
@@ -184,6 +186,7 @@ export function validateEvent(input: unknown, opts: ValidateOptions = {}): Event
 	const timeMs = typeof time === "string" ? parseRfc3339(time) : NaN;
 	if (Number.isNaN(timeMs)) return fail(`attribute "time" must be an RFC 3339 date-time with a time zone offset`);
 	if (timeMs > (opts.now ?? Date.now()) + MAX_FUTURE_MS) return fail(`attribute "time" is more than 24 h in the future`);
+	if (timeMs < EARLIEST_TIME_MS) return fail(`attribute "time" is before 1970-01-01T00:00:00Z (a placeholder date or a clock that was never set)`);
 	if (datacontenttype != null && datacontenttype !== "application/json") {
 		return fail(`attribute "datacontenttype" must be "application/json"`);
 	}

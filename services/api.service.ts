@@ -1,4 +1,5 @@
 // api: the HTTP contract of ARCHITECTURE §9 (moleculer-web): events in, customer reads, risk listing, health, auth.
+import { Buffer, isUtf8 } from "node:buffer";
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import ApiGateway from "moleculer-web";
@@ -7,6 +8,7 @@ import { Errors } from "moleculer";
 import type { Context, ServiceSchema, Service } from "moleculer";
 import type { Config } from "../config/index.ts";
 import { validateEvents } from "../models/cloud-event.validator.ts";
+import { redactUrl } from "../models/url-redaction.ts";
 import type { CloudEvent } from "../models/cloud-event.ts";
 import type { HandleResult } from "../actors/host/actor-host.ts";
 
@@ -50,6 +52,37 @@ function sha256(s: string): Buffer {
 	return createHash("sha256").update(s).digest();
 }
 
+/**
+ * Whether a presented key is one of `keys`. Both sides are SHA-256 digests, so timingSafeEqual always compares 32
+ * bytes: neither a key's bytes nor its length can be found by timing the answer.
+ */
+export function createKeyMatcher(keys: readonly string[]): (given: string) => boolean {
+	const hashes = keys.map(sha256);
+	return given => {
+		const digest = sha256(given);
+		let match = false;
+		// Every key is compared, so the time does not tell which one matched either.
+		for (const h of hashes) match = timingSafeEqual(h, digest) || match;
+		return match;
+	};
+}
+
+/** A JSON body must be UTF-8 (RFC 8259 §8.1); refuse other charsets and invalid bytes instead of decoding them lossily. */
+export function verifyUtf8Body(_req: IncomingMessage, _res: ServerResponse, buf: Buffer, encoding: string | null): void {
+	if (encoding !== null && encoding.toLowerCase() !== "utf-8") {
+		throw Object.assign(new Error(`unsupported charset "${encoding}": send UTF-8`), { status: 415, type: "UNSUPPORTED_CHARSET" });
+	}
+	if (!isUtf8(buf)) throw Object.assign(new Error("body is not valid UTF-8"), { status: 400, type: "INVALID_ENCODING" });
+}
+
+/**
+ * The body-parser options of a JSON route: UTF-8 only, and no Content-Encoding (a corrupt gzip stream would
+ * otherwise surface as a 500 without a status; 415 tells the client what to change).
+ */
+export function jsonBodyParser(limit: string) {
+	return { strict: false, limit, inflate: false, verify: verifyUtf8Body };
+}
+
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
 	const text = JSON.stringify(body);
 	res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(text) });
@@ -78,13 +111,17 @@ export function sendError(res: ServerResponse, err: Errors.MoleculerError | Erro
  * Routes that need something else (raw bodies for signed webhooks, the dashboard) come in as `extraRoutes`.
  */
 export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] = []): ServiceSchema<ApiSettingsSchema> {
-	const keyHashes = config.apiKeys.map(sha256);
+	const keyMatches = createKeyMatcher(config.apiKeys);
+	const authRequired = config.apiKeys.length > 0;
 	return {
 		name: "api",
 		mixins: [ApiGateway],
 		settings: {
 			port: config.port,
 			ip: config.host,
+			// Request bodies carry personal data: never logged, whatever LOG_LEVEL says.
+			logRequestParams: null,
+			logResponseData: null,
 			routes: [
 				{
 					path: "/health",
@@ -102,11 +139,11 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 				},
 				{
 					path: "/api/v1",
-					authentication: keyHashes.length > 0,
+					authentication: authRequired,
 					mappingPolicy: "restrict",
 					autoAliases: true,
 					mergeParams: false,
-					bodyParsers: { json: { strict: false, limit: BODY_LIMIT } },
+					bodyParsers: { json: jsonBodyParser(BODY_LIMIT) },
 					aliases: {
 						"POST events": "api.postEvents",
 						"GET customers/:id": "api.getCustomer",
@@ -166,18 +203,26 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 			}
 		},
 		methods: {
+			// moleculer-web logs each request's URL as sent: a key put in a query string, or a customer id that is an
+			// e-mail address, would land in the log. These log it redacted.
+			logRequest(this: Service, req: IncomingMessage & { originalUrl?: string; $route?: { logging?: boolean } }) {
+				if (req.$route?.logging === false) return;
+				this.logger.info(`=> ${req.method} ${redactUrl(req.originalUrl ?? req.url)}`);
+			},
+			logResponse(this: Service, req: IncomingMessage & { originalUrl?: string; $route?: { logging?: boolean }; $startTime?: [number, number] }, res: ServerResponse) {
+				if (req.$route?.logging === false) return;
+				const ms = req.$startTime ? (process.hrtime(req.$startTime)[0] * 1e3 + process.hrtime(req.$startTime)[1] / 1e6).toFixed(3) : "?";
+				this.logger.info(`<= ${res.statusCode} ${req.method} ${redactUrl(req.originalUrl ?? req.url)} [+${ms} ms]`);
+			},
 			authenticate(_ctx: Context, _route: unknown, req: IncomingMessage) {
 				const header = req.headers.authorization ?? "";
 				const m = /^Bearer (.+)$/.exec(header);
-				if (m) {
-					const given = sha256(m[1]);
-					if (keyHashes.some(k => timingSafeEqual(k, given))) return { apiKey: true };
-				}
+				if (m && keyMatches(m[1])) return { apiKey: true };
 				throw new ApiGateway.Errors.UnAuthorizedError(ApiGateway.Errors.ERR_INVALID_TOKEN, { reason: "missing or invalid bearer API key" });
 			}
 		},
 		started(this: Service) {
-			if (keyHashes.length === 0) this.logger.warn(`API_KEYS is not set: the HTTP API has no authentication and listens on ${config.host} only`);
+			if (!authRequired) this.logger.warn(`API_KEYS is not set: the HTTP API has no authentication and listens on ${config.host} only`);
 		}
 	};
 }

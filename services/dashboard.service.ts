@@ -10,6 +10,7 @@ import type { Config } from "../config/index.ts";
 import type { NodeMetricsSnapshot, RiskDistribution } from "../mixins/metrics.mixin.ts";
 import { shardMembers } from "../mixins/sharded-actor.mixin.ts";
 import { ownerOf } from "../actors/sharding.ts";
+import { credentialParam } from "../models/url-redaction.ts";
 
 export const DASHBOARD_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "dashboard");
 
@@ -64,16 +65,25 @@ export function dashboardRoute(dir: string = DASHBOARD_DIR): ApiRouteSchema {
 		res.writeHead(200, { ...headers, "Content-Type": file.type, "Content-Length": file.body.length });
 		res.end(file.body);
 	};
+	// A key in the URL is refused, not ignored: serving the page would teach users a link that leaks their key.
+	const refusesCredential = (req: IncomingMessage & { originalUrl?: string }, res: ServerResponse): boolean => {
+		const param = credentialParam(req.originalUrl ?? req.url);
+		if (param === undefined) return false;
+		const text = JSON.stringify({ error: { type: "CREDENTIAL_IN_URL", message: `an API key does not belong in a URL (query parameter "${param.slice(0, 32)}"): open /dashboard without it and enter the key in the page` } });
+		res.writeHead(400, { "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(text), "Cache-Control": "no-store", "Referrer-Policy": "no-referrer" });
+		res.end(text);
+		return true;
+	};
 	return {
 		path: "/dashboard",
 		authentication: false,
 		mappingPolicy: "restrict",
 		aliases: {
-			"GET /"(_req: IncomingMessage, res: ServerResponse) {
-				send(res, "index.html");
+			"GET /"(req: IncomingMessage, res: ServerResponse) {
+				if (!refusesCredential(req, res)) send(res, "index.html");
 			},
 			"GET /:file"(req: IncomingMessage & { $params?: { file?: string } }, res: ServerResponse) {
-				send(res, String(req.$params?.file ?? ""));
+				if (!refusesCredential(req, res)) send(res, String(req.$params?.file ?? ""));
 			}
 		}
 	};

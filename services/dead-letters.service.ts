@@ -7,6 +7,7 @@ import type { Config } from "../config/index.ts";
 import { LabelBudget, reasonLabel } from "../actors/dead-letter-reason.ts";
 import { M } from "../mixins/metrics.mixin.ts";
 import { connectNats } from "../mixins/nats-connection.ts";
+import { maskPii } from "../models/pii.mask.ts";
 import {
 	capPayload,
 	JetStreamDeadLetterStore,
@@ -145,7 +146,8 @@ export function createDeadLettersService(config: Config): ServiceSchema {
 				},
 				async handler(this: DeadLettersService, ctx: Context<RecordParams>): Promise<DeadLetter> {
 					const p = ctx.params;
-					const reason = p.reason.length > MAX_REASON_CHARS ? `${p.reason.slice(0, MAX_REASON_CHARS)}…` : p.reason;
+					// A reason can quote the input (a field name, a customer id): it is shown, listed and logged, so it is masked.
+					const reason = maskPii(p.reason.length > MAX_REASON_CHARS ? `${p.reason.slice(0, MAX_REASON_CHARS)}…` : p.reason);
 					const reasonCode = reasonLabel(reason, p.reasonCode);
 					const record: DeadLetterRecord = {
 						source: p.source,

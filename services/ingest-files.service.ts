@@ -104,6 +104,15 @@ function errorText(err: unknown): string {
 	return err instanceof Error ? err.message : String(err);
 }
 
+// Line breaks, other control characters and bidi overrides: a file name holding them must not forge or disguise a log line.
+// eslint-disable-next-line no-control-regex -- control characters are exactly what this finds
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/** `text` (a message quoting file names) as one log line: unprintable characters escaped as \uXXXX. */
+export function oneLine(text: string): string {
+	return text.replace(UNPRINTABLE, c => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 interface ImportOptions {
 	kindName?: string;
 	/** Move the file (and its side files) to processed/ or failed/ with the report; false leaves it where it is. */
@@ -147,7 +156,7 @@ export class FileInbox {
 		for (const dir of [this.inbox, path.join(this.inbox, "processed"), path.join(this.inbox, "failed")]) await mkdir(dir, { recursive: true });
 		try {
 			this.watcher = watch(this.inbox, () => void this.requestScan());
-			this.watcher.on("error", err => this.logger.warn(`inbox watch failed (${errorText(err)}); the periodic scan continues`));
+			this.watcher.on("error", err => this.logger.warn(oneLine(`inbox watch failed (${errorText(err)}); the periodic scan continues`)));
 		} catch (err) {
 			this.logger.warn(`cannot watch ${this.inbox} (${errorText(err)}); relying on the scan every ${this.cfg.scanIntervalMs} ms`);
 		}
@@ -175,7 +184,7 @@ export class FileInbox {
 				try {
 					while (this.scanRequested && !this.stopped) {
 						this.scanRequested = false;
-						await this.scanOnce().catch(err => this.logger.error(`inbox scan failed: ${errorText(err)}`));
+						await this.scanOnce().catch(err => this.logger.error(oneLine(`inbox scan failed: ${errorText(err)}`)));
 					}
 				} finally {
 					this.scanning = null;
@@ -292,8 +301,8 @@ export class FileInbox {
 		this.recent.length = Math.min(this.recent.length, 20);
 		const r = report.rows;
 		const summary = `${name} (${report.kind ?? "no kind"}): ${report.status}${report.reason ? ` — ${report.reason}` : ""}; rows ${r.total}: ${r.applied} applied, ${r.duplicate} duplicate, ${r.deadLettered} dead-lettered, ${r.skipped} skipped`;
-		if (report.status === "failed") this.logger.warn(summary);
-		else this.logger.info(summary);
+		if (report.status === "failed") this.logger.warn(oneLine(summary));
+		else this.logger.info(oneLine(summary));
 		return report;
 	}
 
@@ -320,7 +329,7 @@ export class FileInbox {
 			for (const side of [".sha256", ".done"]) await rename(file + side, target + side).catch(() => undefined);
 			await writeFile(`${target}.report.json`, `${JSON.stringify(report, null, "\t")}\n`);
 		} catch (err) {
-			this.logger.error(`cannot move ${file} to ${dir}: ${errorText(err)}; it is left in place and not retried until it changes`);
+			this.logger.error(oneLine(`cannot move ${file} to ${dir}: ${errorText(err)}; it is left in place and not retried until it changes`));
 		}
 	}
 
@@ -405,7 +414,7 @@ export class FileInbox {
 			if (Date.now() - lastProgress >= PROGRESS_EVERY_MS) {
 				lastProgress = Date.now();
 				const r = report.rows;
-				this.logger.info(`${report.file}: ${r.total} rows read — ${r.applied} applied, ${r.duplicate} duplicate, ${r.deadLettered} dead-lettered, ${r.skipped} skipped`);
+				this.logger.info(oneLine(`${report.file}: ${r.total} rows read — ${r.applied} applied, ${r.duplicate} duplicate, ${r.deadLettered} dead-lettered, ${r.skipped} skipped`));
 			}
 		}
 		try {

@@ -1,6 +1,7 @@
 // ingest-logs: tails click-stream logs (JSON lines, nginx combined), follows appends, rotation and truncation, keeps
 // the read offset durably, merges multi-line entries, masks PII before anything is stored or logged, and sends the
 // page views of identified customers as crm.page.viewed.
+import { isUtf8 } from "node:buffer";
 import { createHash } from "node:crypto";
 import { watch, type FSWatcher, type Stats } from "node:fs";
 import { open, readdir, stat, type FileHandle } from "node:fs/promises";
@@ -231,7 +232,7 @@ export class LogTail {
 	private async finishFile(): Promise<void> {
 		await this.readToEnd();
 		const entries: LogEntry[] = [];
-		if (this.partial.length > 0) entries.push(...this.merger.push(this.partial.toString("utf8"), this.partialStart, this.readPos));
+		if (this.partial.length > 0) entries.push(...this.merger.push(this.partial.toString("utf8"), this.partialStart, this.readPos, !isUtf8(this.partial)));
 		else if (this.skipping) entries.push(...this.merger.flush(), { text: this.skipping.head, start: this.skipping.start, end: this.readPos, oversize: true });
 		this.partial = Buffer.alloc(0);
 		this.skipping = null;
@@ -293,7 +294,7 @@ export class LogTail {
 				const bytes = this.partial.length > 0 ? Buffer.concat([this.partial, chunk.subarray(start, nl)]) : chunk.subarray(start, nl);
 				let text = bytes.toString("utf8");
 				if (text.endsWith("\r")) text = text.slice(0, -1);
-				entries.push(...this.merger.push(text, this.partial.length > 0 ? this.partialStart : base + start, end));
+				entries.push(...this.merger.push(text, this.partial.length > 0 ? this.partialStart : base + start, end, !isUtf8(bytes)));
 			}
 			this.partial = Buffer.alloc(0);
 			this.partialStart = end;

@@ -1,5 +1,6 @@
 // ingest-webhook: signed webhooks (ARCHITECTURE §9). The HTTP route (mounted by the api service) checks the HMAC
 // signature over the raw body; this service maps, validates, applies and answers — idempotently per Idempotency-Key.
+import { isUtf8 } from "node:buffer";
 import { createHash } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { ApiRouteSchema } from "moleculer-web";
@@ -22,8 +23,9 @@ const DEAD_LETTER_BODY_CHARS = 64 * 1024;
 export interface ReceiveParams {
 	/** The `:source` of the URL. */
 	source: string;
-	/** The raw request body as text (already authenticated by its signature). */
+	/** The raw request body as text (already authenticated by its signature); base64 when it is not UTF-8. */
 	body: string;
+	bodyEncoding?: "base64";
 	idempotencyKey?: string;
 }
 
@@ -35,6 +37,8 @@ export interface WebhookResponse extends StoredResponse {
 export interface WebhookDeadLetterPayload {
 	source: string;
 	body: string;
+	/** The body was not UTF-8: `body` holds its bytes as base64. */
+	bodyEncoding?: "base64";
 	truncatedFrom?: number;
 }
 
@@ -42,8 +46,8 @@ type Outcome = { ok: true; accepted: number; duplicates: number } | { ok: false;
 
 type IngestWebhookService = Service & {
 	store: IdempotencyStore;
-	process(source: string, body: string, ctx: Context): Promise<Outcome>;
-	deadLetter(source: string, body: string, errors: { index: number; reason: string }[], ctx: Context): Promise<void>;
+	process(source: string, body: string, bodyEncoding: "base64" | undefined, ctx: Context): Promise<Outcome>;
+	deadLetter(source: string, body: string, bodyEncoding: "base64" | undefined, errors: { index: number; reason: string }[], ctx: Context): Promise<void>;
 };
 
 function sha256Hex(s: string): string {
@@ -77,9 +81,12 @@ export function createIngestWebhookService(config: Config): ServiceSchema {
 		actions: {
 			receive: {
 				visibility: "public",
-				params: { source: { type: "string", pattern: SOURCE_NAME }, body: { type: "string" }, idempotencyKey: { type: "string", pattern: IDEMPOTENCY_KEY, optional: true } },
+				params: {
+					source: { type: "string", pattern: SOURCE_NAME }, body: { type: "string" }, bodyEncoding: { type: "equal", value: "base64", optional: true },
+					idempotencyKey: { type: "string", pattern: IDEMPOTENCY_KEY, optional: true }
+				},
 				async handler(this: IngestWebhookService, ctx: Context<ReceiveParams>): Promise<WebhookResponse> {
-					const { source, body, idempotencyKey } = ctx.params;
+					const { source, body, bodyEncoding, idempotencyKey } = ctx.params;
 					const key = idempotencyKey === undefined ? undefined : `${source}:${idempotencyKey}`;
 					const fingerprint = sha256Hex(body);
 					if (key !== undefined) {
@@ -96,10 +103,10 @@ export function createIngestWebhookService(config: Config): ServiceSchema {
 					}
 					let response: StoredResponse;
 					try {
-						const outcome = await this.process(source, body, ctx);
+						const outcome = await this.process(source, body, bodyEncoding, ctx);
 						if (!outcome.ok) {
 							// Dead-lettered before the 400 goes out: if that fails, the sender retries (5xx below).
-							await this.deadLetter(source, body, outcome.errors, ctx);
+							await this.deadLetter(source, body, bodyEncoding, outcome.errors, ctx);
 							response = { status: 400, body: { errors: outcome.errors } };
 						} else {
 							response = { status: 202, body: { accepted: outcome.accepted, duplicates: outcome.duplicates } };
@@ -115,11 +122,11 @@ export function createIngestWebhookService(config: Config): ServiceSchema {
 			},
 			reprocess: {
 				visibility: "public",
-				params: { payload: { type: "object", props: { source: { type: "string", pattern: SOURCE_NAME }, body: "string", truncatedFrom: { type: "number", optional: true } } } },
+				params: { payload: { type: "object", props: { source: { type: "string", pattern: SOURCE_NAME }, body: "string", bodyEncoding: { type: "equal", value: "base64", optional: true }, truncatedFrom: { type: "number", optional: true } } } },
 				async handler(this: IngestWebhookService, ctx: Context<{ payload: WebhookDeadLetterPayload }>) {
-					const { source, body, truncatedFrom } = ctx.params.payload;
+					const { source, body, bodyEncoding, truncatedFrom } = ctx.params.payload;
 					if (truncatedFrom !== undefined) throw new Errors.MoleculerClientError("the dead letter kept only part of the body; it cannot be re-processed", 422, "INVALID_EVENTS");
-					const outcome = await this.process(source, body, ctx);
+					const outcome = await this.process(source, body, bodyEncoding, ctx);
 					if (!outcome.ok) throw new Errors.MoleculerClientError(describe(outcome.errors), 422, "INVALID_EVENTS", { errors: outcome.errors });
 					return { accepted: outcome.accepted, duplicates: outcome.duplicates };
 				}
@@ -127,7 +134,9 @@ export function createIngestWebhookService(config: Config): ServiceSchema {
 		},
 		methods: {
 			/** Parse, map, validate (all events first: any invalid → nothing applied), then apply per customer in order. */
-			async process(this: IngestWebhookService, source: string, body: string, ctx: Context): Promise<Outcome> {
+			async process(this: IngestWebhookService, source: string, body: string, bodyEncoding: "base64" | undefined, ctx: Context): Promise<Outcome> {
+				// Decoding invalid bytes lossily would apply U+FFFD in their place: such a body is refused whole.
+				if (bodyEncoding === "base64") return { ok: false, errors: [{ index: -1, reason: "body is not valid UTF-8" }] };
 				let parsed: unknown;
 				try {
 					parsed = JSON.parse(body);
@@ -141,13 +150,14 @@ export function createIngestWebhookService(config: Config): ServiceSchema {
 				const { accepted, duplicates } = await applyEvents(ctx, v.events);
 				return { ok: true, accepted, duplicates };
 			},
-			async deadLetter(this: IngestWebhookService, source: string, body: string, errors: { index: number; reason: string }[], ctx: Context): Promise<void> {
+			async deadLetter(this: IngestWebhookService, source: string, body: string, bodyEncoding: "base64" | undefined, errors: { index: number; reason: string }[], ctx: Context): Promise<void> {
 				const payload: WebhookDeadLetterPayload = body.length > DEAD_LETTER_BODY_CHARS
 					? { source, body: body.slice(0, DEAD_LETTER_BODY_CHARS), truncatedFrom: body.length }
 					: { source, body };
+				if (bodyEncoding !== undefined) payload.bodyEncoding = bodyEncoding;
 				// The same body delivered again (no Idempotency-Key, a provider retry) keeps one dead letter.
 				const dedupKey = `webhook/${source}/${sha256Hex(body)}`;
-				const reasonCode = errors.some(e => e.reason.startsWith("body is not valid JSON")) ? "invalid_json" : "invalid_event";
+				const reasonCode = errors.some(e => e.reason.startsWith("body is not valid JSON")) ? "invalid_json" : bodyEncoding !== undefined ? "invalid_encoding" : "invalid_event";
 				await ctx.call("deadLetters.record", { source: DEAD_LETTER_SOURCE, reason: `/webhooks/${source}: ${describe(errors)}`, reasonCode, payload, retryAction: REPROCESS_ACTION, dedupKey });
 			}
 		},
@@ -194,7 +204,8 @@ export function createWebhookRoute(config: Config): ApiRouteSchema {
 		authentication: false,
 		authorization: false,
 		mappingPolicy: "restrict",
-		bodyParsers: { json: false, raw: { type: () => true, limit: config.edge.webhook.maxBodyBytes } },
+		// No Content-Encoding: the signature covers the bytes sent, and a corrupt gzip stream would otherwise end as a 500.
+		bodyParsers: { json: false, raw: { type: () => true, limit: config.edge.webhook.maxBodyBytes, inflate: false } },
 		aliases: {
 			async "POST :source"(this: Service, req: IncomingMessage & { $params?: { source?: string }; body?: unknown }, res: ServerResponse) {
 				if (secret === undefined) {
@@ -222,7 +233,8 @@ export function createWebhookRoute(config: Config): ApiRouteSchema {
 					return sendWebhookError(res, 400, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1..255 printable ASCII characters without spaces");
 				}
 				try {
-					const params: ReceiveParams = { source, body: raw.toString("utf8"), ...(idempotencyKey !== undefined ? { idempotencyKey } : {}) };
+					const body: Pick<ReceiveParams, "body" | "bodyEncoding"> = isUtf8(raw) ? { body: raw.toString("utf8") } : { body: raw.toString("base64"), bodyEncoding: "base64" };
+					const params: ReceiveParams = { source, ...body, ...(idempotencyKey !== undefined ? { idempotencyKey } : {}) };
 					const out = await this.broker.call<WebhookResponse, ReceiveParams>("ingest-webhook.receive", params);
 					for (const [k, v] of Object.entries(out.headers ?? {})) res.setHeader(k, v);
 					sendJson(res, out.status, out.body);

@@ -76,9 +76,20 @@ describe("JSON lines", () => {
 		["wrong type of customerId", "{\"customerId\":{\"id\":1},\"url\":\"/a\",\"time\":\"2026-01-01T00:00:00Z\"}", { kind: "malformed", reason: "customerId must be a string" }],
 		["wrong type of url", "{\"customerId\":\"c\",\"url\":5,\"time\":\"2026-01-01T00:00:00Z\"}", { kind: "malformed", reason: "url must be a string" }],
 		["prototype key", "{\"customerId\":\"c\",\"url\":\"/a\",\"time\":\"2026-01-01T00:00:00Z\",\"__proto__\":{\"admin\":true}}", { kind: "malformed", reason: "JSON entry has forbidden key \"__proto__\"" }],
-		["no time", "{\"customerId\":\"c\",\"url\":\"/a\"}", { kind: "malformed", reason: "no time field (time, timestamp, ts or @timestamp)" }]
+		["no time", "{\"customerId\":\"c\",\"url\":\"/a\"}", { kind: "malformed", reason: "no time field (time, timestamp, ts or @timestamp)" }],
+		["an epoch no Date can hold", "{\"customerId\":\"c\",\"url\":\"/a\",\"ts\":1e20}", { kind: "malformed", reason: "time is not a date-time or epoch number" }],
+		["a negative epoch no Date can hold", "{\"customerId\":\"c\",\"url\":\"/a\",\"ts\":-8640000000000.001}", { kind: "malformed", reason: "time is not a date-time or epoch number" }],
+		["nested deeper than the scan looks", `{"customerId":"c","url":"/a","time":"2026-01-01T00:00:00Z","x":${"[".repeat(40)}${"]".repeat(40)}}`, { kind: "malformed", reason: "JSON entry is nested deeper than 32 levels" }]
 	];
 	for (const [name, text, expected] of table) it(name, () => assert.deepEqual(interpretEntry("json", entry(text), opts), expected));
+
+	it("an entry with a line that was not UTF-8 is malformed, whatever its lossy text says", () => {
+		const m = new EntryMerger("json");
+		const text = "{\"time\":\"2026-01-01T00:00:00Z\",\"customerId\":\"c-1\",\"url\":\"/\ufffd\"}";
+		const [e] = [...m.push(text, 0, text.length + 1, true), ...m.flush()];
+		assert.equal(e.notUtf8, true);
+		assert.deepEqual(interpretEntry("json", e, opts), { kind: "malformed", reason: "entry is not valid UTF-8" });
+	});
 });
 
 describe("nginx entries", () => {
