@@ -629,7 +629,7 @@ export class ActorHost {
 			actor.committed = write.state;
 			actor.committedAt = now;
 			if (this.wantsSnapshot(actor)) this.queueQuiet(actor, now);
-			if (++this.sizeTick === SIZE_SAMPLE_EVERY) {
+			if (this.opts.maxActiveBytes !== undefined && ++this.sizeTick === SIZE_SAMPLE_EVERY) {
 				this.sizeTick = 0;
 				this.sampleSize(write.state);
 			}
