@@ -121,10 +121,11 @@ interface PendingWrite extends ActorWrite {
 	/** The effects of its messages, and the origin of the message of each (same index); null until one has any. */
 	effects: Effect[] | null;
 	origins: unknown[] | null;
-	/** The callers waiting for this write, and what each is answered (same index). */
-	resolves: Resolve[];
-	rejects: Reject[];
-	results: HandleResult[];
+	/**
+	 * The callers waiting for this write, flat: resolve, reject and the result to answer, three slots per caller
+	 * (one array per write instead of one object per caller; see settle and fail).
+	 */
+	callers: Array<Resolve | Reject | HandleResult>;
 }
 
 interface Queued {
@@ -475,7 +476,7 @@ export class ActorHost {
 			write = {
 				id: actor.id, expectedVersion: before.version, state, journal: entry === null ? [] : [entry], snapshot: entry === null,
 				base: before, after: undefined, actor, cancelled: false, effects: null, origins: null,
-				resolves: [resolve], rejects: [reject], results: [outcome]
+				callers: [resolve, reject, outcome]
 			};
 			actor.next = write;
 			this.batch.push(write);
@@ -587,7 +588,7 @@ export class ActorHost {
 				if (actor.inflight === write) actor.inflight = null;
 				const res = results[w];
 				if (res !== undefined && res.ok) this.committed(write, now);
-				else if (write.journal.length === 0 && write.resolves.length === 0) {
+				else if (write.journal.length === 0 && write.callers.length === 0) {
 					// A snapshot-only write that lost: the journal it summarises is the truth, nothing is lost.
 					if (actor.latest === write) actor.latest = null;
 				} else {
@@ -623,7 +624,7 @@ export class ActorHost {
 	private committed(write: PendingWrite, now: number): void {
 		const actor = write.actor;
 		this.stats.committedWrites++;
-		if (write.journal.length === 0 && write.resolves.length === 0) this.stats.snapshots++;
+		if (write.journal.length === 0 && write.callers.length === 0) this.stats.snapshots++;
 		if (actor.latest === write) actor.latest = null;
 		if (!actor.dropped) {
 			actor.committed = write.state;
@@ -642,16 +643,19 @@ export class ActorHost {
 				this.opts.onError?.("effect handler failed", err);
 			}
 		}
-		const resolves = write.resolves;
-		const results = write.results;
-		for (let i = 0; i < resolves.length; i++) resolves[i](results[i]);
+		const callers = write.callers;
+		for (let i = 0; i < callers.length; i += 3) (callers[i] as Resolve)(callers[i + 2] as HandleResult);
+	}
+
+	/** Rejects every caller of a write. */
+	private fail(write: PendingWrite, err: Error): void {
+		const callers = write.callers;
+		for (let i = 1; i < callers.length; i += 3) (callers[i] as Reject)(err);
 	}
 
 	/** Adds a caller to a pending write: answered `result` once it is persisted, rejected if it fails. */
 	private await(write: PendingWrite, resolve: Resolve, reject: Reject, result: HandleResult): void {
-		write.resolves.push(resolve);
-		write.rejects.push(reject);
-		write.results.push(result);
+		write.callers.push(resolve, reject, result);
 	}
 
 	/** The running estimate of an active actor's heap, for maxActiveBytes: moves 1/64 of the gap per sample. */
@@ -664,14 +668,14 @@ export class ActorHost {
 	private drop(actor: Actor, err: ActorHostError, failed?: PendingWrite): void {
 		this.forget(actor);
 		this.stats.active = this.actors.size;
-		if (failed) for (const r of failed.rejects) r(err);
+		if (failed) this.fail(failed, err);
 		const next = actor.next;
 		if (next !== null) {
 			next.cancelled = true;
 			actor.next = null;
-			for (const r of next.rejects) r(err);
+			this.fail(next, err);
 		}
-		if (actor.latest && actor.latest !== failed && actor.latest !== next) for (const r of actor.latest.rejects) r(err);
+		if (actor.latest && actor.latest !== failed && actor.latest !== next) this.fail(actor.latest, err);
 		actor.latest = null;
 		const waiting = actor.waiting;
 		actor.waiting = null;
@@ -740,7 +744,7 @@ export class ActorHost {
 	private queueSnapshot(actor: Actor, state: CustomerState): void {
 		const write: PendingWrite = {
 			id: actor.id, expectedVersion: state.version, state, journal: [], snapshot: true, base: state, after: undefined,
-			actor, cancelled: false, effects: null, origins: null, resolves: [], rejects: [], results: []
+			actor, cancelled: false, effects: null, origins: null, callers: []
 		};
 		this.batch.push(write);
 		this.stats.pendingWrites = this.batch.length;
