@@ -24,6 +24,7 @@ import { loadChurnScorer } from "../ml/churn-scorer.ts";
 import { loadRiskRules } from "../services/rules/risk-rules.ts";
 import type { RiskRulesFn } from "../actors/risk-rules.ts";
 import { startRedis, type ServerHandle } from "../test/harness.ts";
+import { emptyRedis } from "./redis-reset.ts";
 
 const { values: args } = parseArgs({
 	options: {
@@ -145,7 +146,7 @@ async function makeStore(kind: string, redisUrl: string, dir: string): Promise<A
 async function flushStore(kind: string, redisUrl: string, dir: string): Promise<void> {
 	if (kind === "redis") {
 		const r = new Redis(redisUrl);
-		await r.flushall();
+		await emptyRedis(r);
 		r.disconnect();
 	} else if (kind === "nedb") {
 		await rm(dir, { recursive: true, force: true });

@@ -21,6 +21,7 @@ import type { ReduceContext } from "../actors/customer-actor.types.ts";
 import type { CloudEvent } from "../models/cloud-event.ts";
 import { mulberry32 } from "../ml/split.ts";
 import { startRedis } from "../test/harness.ts";
+import { emptyRedis } from "./redis-reset.ts";
 
 const { values: args } = parseArgs({
 	options: {
@@ -244,7 +245,7 @@ async function main(): Promise<void> {
 		`V8 heap limit ${HEAP_LIMIT_MB} MB (--max-old-space-size), redis appendfsync everysec, event-sourced; one process per run`);
 	const results: ChildResult[] = [];
 	for (const workload of ["hot", ...wanted, "hot"]) {
-		await admin.flushall();
+		await emptyRedis(admin);
 		results.push(await spawnChild(workload, redis.url));
 	}
 	admin.disconnect();
