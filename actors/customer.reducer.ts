@@ -43,6 +43,27 @@ const CHURN_RELEVANT: ReadonlySet<EventType> = new Set<EventType>([
 	"crm.ticket.resolved"
 ]);
 
+/*
+ * Shared, frozen empty collections: the reducer never changes a collection in place (it copies on write), so every
+ * state can point at the same empty one until it has something of its own. An actor with no orders, tickets,
+ * telemetry, reminders or risk factors then holds no objects for them (~60 B each).
+ */
+const NO_ENTRIES = Object.freeze({}) as Record<string, never>;
+const NO_STRINGS = Object.freeze([]) as unknown as string[];
+const NO_NUMBERS = Object.freeze([]) as unknown as number[];
+const ZERO_COUNTERS: CustomerCounters = Object.freeze({
+	orders: 0,
+	cancelledOrders: 0,
+	failedPayments: 0,
+	interactions: 0,
+	negativeInteractions: 0,
+	ticketsOpened: 0,
+	openTickets: 0,
+	pageViews: 0,
+	telemetryReadings: 0
+});
+const NO_RISK = Object.freeze({ score: 0, factors: NO_ENTRIES });
+
 export function emptyCustomerState(id: string): CustomerState {
 	// version first: the Redis store's compare-and-set reads it from the head of the stored JSON.
 	return {
@@ -50,28 +71,43 @@ export function emptyCustomerState(id: string): CustomerState {
 		id,
 		createdAt: 0,
 		lastActivityAt: 0,
-		profile: {},
-		profileTimes: {},
-		counters: {
-			orders: 0,
-			cancelledOrders: 0,
-			failedPayments: 0,
-			interactions: 0,
-			negativeInteractions: 0,
-			ticketsOpened: 0,
-			openTickets: 0,
-			pageViews: 0,
-			telemetryReadings: 0
-		},
-		openTicketIds: [],
-		orderStatus: {},
-		telemetry: {},
+		profile: NO_ENTRIES,
+		profileTimes: NO_ENTRIES,
+		counters: ZERO_COUNTERS,
+		openTicketIds: NO_STRINGS,
+		orderStatus: NO_ENTRIES,
+		telemetry: NO_ENTRIES,
 		lastSentiment: null,
-		risk: { score: 0, factors: {} },
+		risk: NO_RISK,
 		churnProbability: null,
-		recentEventKeys: [],
-		reminders: {}
+		recentEventKeys: NO_NUMBERS,
+		reminders: NO_ENTRIES
 	};
+}
+
+/**
+ * The same state with its empty collections replaced by the shared ones: for a state read from a store (JSON gives
+ * every empty collection an object of its own). A copy; the input is not changed.
+ */
+export function sharingEmpties(state: CustomerState): CustomerState {
+	const none = <T extends object>(o: T, empty: T): T => (isEmptyCollection(o) ? empty : o);
+	return {
+		...state,
+		profile: none(state.profile, NO_ENTRIES),
+		profileTimes: none(state.profileTimes, NO_ENTRIES),
+		openTicketIds: none(state.openTicketIds, NO_STRINGS),
+		orderStatus: none(state.orderStatus, NO_ENTRIES),
+		telemetry: none(state.telemetry, NO_ENTRIES),
+		recentEventKeys: none(state.recentEventKeys, NO_NUMBERS),
+		reminders: none(state.reminders, NO_ENTRIES),
+		risk: state.risk.score === 0 && isEmptyCollection(state.risk.factors) ? NO_RISK : state.risk
+	};
+}
+
+function isEmptyCollection(o: object): boolean {
+	if (Array.isArray(o)) return o.length === 0;
+	for (const key in o) if (Object.hasOwn(o, key)) return false;
+	return true;
 }
 
 export function reduce(state: CustomerState, msg: CustomerMessage, ctx: ReduceContext): ReduceResult {

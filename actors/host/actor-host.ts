@@ -5,7 +5,7 @@
 // pending write is a field of its actor, not a map entry, and is handed to the store as it is.
 import { eventKey } from "../../models/cloud-event.ts";
 import type { CustomerState } from "../../models/customer-state.ts";
-import { emptyCustomerState, reduce } from "../customer.reducer.ts";
+import { emptyCustomerState, reduce, sharingEmpties } from "../customer.reducer.ts";
 import type { CustomerMessage, Effect, ReduceContext } from "../customer-actor.types.ts";
 import type { ActorStore, ActorWrite, LoadedActor } from "./actor-store.ts";
 import { SegmentQueue, type QueueItem } from "./segment-queue.ts";
@@ -21,6 +21,8 @@ const MAX_INFLIGHT_BATCHES = 8;
  * applies with the store idle, then one commit with the host idle).
  */
 const EAGER_FLUSH_WRITES = 200;
+/** The same for cold customers waiting for their load. */
+const EAGER_LOAD_IDS = 200;
 /** Defaults of the snapshot settings (ActorHostOptions). */
 export const DEFAULT_SNAPSHOT_EVERY = 100;
 export const DEFAULT_SNAPSHOT_QUIET_MS = 5000;
@@ -395,19 +397,27 @@ export class ActorHost {
 	}
 
 	private install(customerId: string, loaded: LoadedActor): void {
-		this.newActor(customerId, loaded.state, loaded.sinceSnapshot);
+		this.newActor(customerId, sharingEmpties(loaded.state), loaded.sinceSnapshot);
 		this.enforceCap();
 	}
 
-	/** Queues a cold customer for the next batched load: every customer queued in the same tick is read in one call. */
+	/**
+	 * Queues a cold customer for the next batched load: the customers queued in the same tick are read in one call,
+	 * or in calls of EAGER_LOAD_IDS sent as soon as they fill, so the store works while the host goes on.
+	 */
 	private enqueueLoad(customerId: string, callback: LoadCallback): void {
 		this.loadIds.push(customerId);
 		this.loadCallbacks.push(callback);
-		if (this.loadTimer === null) this.loadTimer = setImmediate(() => this.flushLoads());
+		if (this.loadIds.length >= EAGER_LOAD_IDS) this.flushLoads();
+		else if (this.loadTimer === null) this.loadTimer = setImmediate(() => this.flushLoads());
 	}
 
 	private flushLoads(): void {
-		this.loadTimer = null;
+		if (this.loadTimer !== null) {
+			clearImmediate(this.loadTimer);
+			this.loadTimer = null;
+		}
+		if (this.loadIds.length === 0) return;
 		const ids = this.loadIds;
 		const callbacks = this.loadCallbacks;
 		this.loadIds = [];
@@ -430,8 +440,10 @@ export class ActorHost {
 
 	private loaded(actor: Actor, stored: LoadedActor | null): void {
 		if (actor.dropped) return;
-		actor.state = stored ? stored.state : emptyCustomerState(actor.id);
-		actor.committed = stored ? stored.state : null;
+		// A state read from the store shares the empty collections, as one built here does (smaller, fewer objects).
+		const state = stored ? sharingEmpties(stored.state) : null;
+		actor.state = state ?? emptyCustomerState(actor.id);
+		actor.committed = state;
 		actor.sinceSnapshot = stored ? stored.sinceSnapshot : 0;
 		if (this.wantsSnapshot(actor)) this.queueQuiet(actor, this.now());
 		const waiting = actor.waiting;

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import type { CloudEvent, EventType, Json } from "../../../models/cloud-event.ts";
 import type { CustomerState } from "../../../models/customer-state.ts";
 import type { CustomerMessage, ReduceContext, ReduceResult } from "../../../actors/customer-actor.types.ts";
-import { emptyCustomerState, LIMITS, reduce, REMINDER_RISK_DECAY } from "../../../actors/customer.reducer.ts";
+import { emptyCustomerState, LIMITS, reduce, REMINDER_RISK_DECAY, sharingEmpties } from "../../../actors/customer.reducer.ts";
 
 const T0 = Date.parse("2025-03-01T10:00:00.000Z");
 const MIN = 60_000;
@@ -516,5 +516,32 @@ void describe("interaction effect", () => {
 			interactionId: "i7", channel: "email", text: "Very unhappy with the invoice",
 			customerId: "c1", time: new Date(T0 + MIN).toISOString(), cause: "test/talk"
 		}], []]);
+	});
+});
+
+void describe("shared empty collections", () => {
+	void it("new states share frozen empty collections, and a state read from a store shares them again", () => {
+		const a = emptyCustomerState("a");
+		const b = emptyCustomerState("b");
+		assert.equal(a.orderStatus, b.orderStatus);
+		assert.ok(Object.isFrozen(a.orderStatus) && Object.isFrozen(a.recentEventKeys) && Object.isFrozen(a.counters));
+		// Every event type writes through copies: applying them all to a state whose collections are frozen throws nothing.
+		let s = a;
+		for (const m of [
+			ev("crm.customer.updated", { profile: { plan: "gold" } }), cancel("o1"), ev("crm.payment.failed", { paymentId: "p1", amount: 5 }),
+			ev("crm.interaction.logged", { interactionId: "i1", channel: "email", sentiment: -1 }), ev("crm.ticket.opened", { ticketId: "t1", priority: "HIGH", category: "X" }),
+			ev("crm.ticket.resolved", { ticketId: "t1" }), ev("crm.device.telemetry", { deviceId: "d1", metrics: { temp: 1 } }), ev("crm.page.viewed", { url: "/" }),
+			reminder()
+		]) s = reduce(s, m, ctx()).state;
+		assert.equal(b.counters.orders, 0, "the shared counters did not move");
+		const loaded = JSON.parse(JSON.stringify(b)) as CustomerState;
+		const shared = sharingEmpties(loaded);
+		assert.equal(shared.orderStatus, a.orderStatus);
+		assert.equal(shared.risk, a.risk);
+		assert.deepEqual(shared, loaded, "the same state");
+		assert.equal(JSON.stringify(shared), JSON.stringify(loaded));
+		const withOrder = sharingEmpties(JSON.parse(JSON.stringify(s)) as CustomerState);
+		assert.notEqual(withOrder.orderStatus, a.orderStatus, "a collection with entries keeps its own object");
+		assert.deepEqual(withOrder, JSON.parse(JSON.stringify(s)));
 	});
 });
