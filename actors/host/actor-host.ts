@@ -33,13 +33,13 @@ export const DEFAULT_SNAPSHOT_MIN_TAIL = 8;
  */
 const DEFAULT_ACTOR_BYTES = 2048;
 /**
- * Heap of an active actor ≈ ACTOR_FIXED_BYTES + ACTOR_BYTES_PER_JSON_CHAR × its state's JSON length, a line above
- * what was measured (heap freed per actor passivated: 1.3 KB at 0.6 KB of JSON, 1.45 KB at 1.8 KB, 2.15 KB at
- * 3 KB): the Actor record, its map entry, the state's objects and the dedup window cost more than their JSON when
- * small and less when large.
+ * Heap of an active actor ≈ ACTOR_FIXED_BYTES + ACTOR_BYTES_PER_JSON_CHAR × its state's JSON length, a line just
+ * above what was measured (heap freed per actor passivated: 0.88 KB at 0.55 KB of JSON, 1.45 KB at 1.8 KB, 2.15 KB
+ * at 3 KB): the Actor record, its map entry and the state's objects cost more than their JSON when the state is
+ * small, and less when it is large.
  */
-const ACTOR_FIXED_BYTES = 1100;
-const ACTOR_BYTES_PER_JSON_CHAR = 0.4;
+const ACTOR_FIXED_BYTES = 650;
+const ACTOR_BYTES_PER_JSON_CHAR = 0.52;
 /** One committed write in this many has its state's size sampled for the byte estimate. */
 const SIZE_SAMPLE_EVERY = 256;
 /** Share of the cap the probation segment may hold (new actors, not used again yet). */
