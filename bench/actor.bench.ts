@@ -3,7 +3,8 @@
 // Two workloads with the same number of events: "spread" (many customers, few events each) and "hot" (20× fewer
 // customers with 20× more events each, as click-streams and sessions produce).
 // Usage: node --expose-gc bench/actor.bench.ts [--customers 10000] [--events 10] [--inflight 1000] [--stores memory,nedb,redis]
-//   [--workloads spread,hot] [--runs 3] [--json]   (--json: also one `BENCH {...}` line per row and per reducer measurement)
+//   [--workloads spread,hot] [--runs 3] [--actor-only] [--json]   (--json: also one `BENCH {...}` line per row and per
+//   reducer measurement; --actor-only: only the host's runs, e.g. under node --cpu-prof)
 // Each store and workload: an untimed warm-up on a fifth of the customers, then `--runs` timed runs of each pattern on
 // a fresh store (nedb, the slow embedded store: one), the median reported.
 import { mkdtemp, rm } from "node:fs/promises";
@@ -35,6 +36,8 @@ const { values: args } = parseArgs({
 		fsync: { type: "string", default: "everysec" },
 		workloads: { type: "string", default: "spread,hot" },
 		runs: { type: "string", default: "3" },
+		// Only the actor host's runs (no reducer-only measurements, no stateless runs): for profiling it.
+		"actor-only": { type: "boolean", default: false },
 		json: { type: "boolean", default: false }
 	}
 });
@@ -258,6 +261,24 @@ async function main(): Promise<void> {
 	const redisUrl = redis?.url ?? "";
 	console.log(`crm-actors actor benchmark — ${cpus().length} cores, node ${process.version}, ${CUSTOMERS * EVENTS} events per run, ${INFLIGHT} in flight, redis appendfsync ${args.fsync}; ` +
 		`median of ${RUNS} runs after a warm-up (nedb: 1 run)`);
+	if (args["actor-only"]) {
+		for (const wl of WORKLOADS) {
+			const events = workload(wl.customers, wl.events);
+			for (const kind of kinds) {
+				const dir = await mkdtemp(path.join(tmpdir(), `crm-bench-${kind}-`));
+				try {
+					await runActors(kind, redisUrl, dir, events.slice(0, Math.max(1, Math.floor(events.length / 5))), false);
+					const rates: number[] = [];
+					for (let r = 0; r < RUNS; r++) rates.push((await runActors(kind, redisUrl, dir, events, false)).run.eventsPerSec);
+					console.log(`${wl.name} ${kind}: actor host ${rates.map(fmt).join(", ")} events/s`);
+				} finally {
+					await rm(dir, { recursive: true, force: true });
+				}
+			}
+		}
+		await redis?.stop();
+		return;
+	}
 	const spread = workload(CUSTOMERS, EVENTS);
 	const session = loadRiskRules("rules/risk.nools", "nools");
 	reducerCost(spread, churnScorer);
