@@ -34,7 +34,7 @@ export const REMINDER_RISK_DECAY = "risk.decay";
 export const LIMITS = { orderStatus: 16, openTicketIds: 50, telemetryKeys: 32 } as const;
 
 /** Events that can change what the churn model sees; page views and telemetry are too frequent to re-score on. */
-const CHURN_RELEVANT: ReadonlySet<EventType> = new Set<EventType>([
+export const CHURN_RELEVANT: ReadonlySet<EventType> = new Set<EventType>([
 	"crm.customer.updated",
 	"crm.order.status_changed",
 	"crm.payment.failed",

@@ -22,13 +22,16 @@ export type EventValidation = { ok: true; event: KnownCloudEvent } | { ok: false
 export type BatchValidation = { ok: true; events: KnownCloudEvent[] } | { ok: false; errors: { index: number; reason: string }[] };
 
 const KNOWN_TYPES: ReadonlySet<string> = new Set(EVENT_TYPES);
-const KNOWN_ATTRIBUTES: ReadonlySet<string> = new Set(["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"]);
-const EXTENSION_NAME = /^[a-z0-9]{1,20}$/;
+/** The envelope's attributes; others must be extension attributes (EXTENSION_NAME). */
+export const ENVELOPE_ATTRIBUTES = ["specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"] as const;
+const KNOWN_ATTRIBUTES: ReadonlySet<string> = new Set(ENVELOPE_ATTRIBUTES);
+export const EXTENSION_NAME = /^[a-z0-9]{1,20}$/;
+export const MAX_ID_LENGTH = 256;
 // A URI-reference has no whitespace or control characters; anything finer is the producer's business.
-const SOURCE_PATTERN = /^[^\s\p{Cc}]{1,512}$/u;
-const SUBJECT_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+export const SOURCE_PATTERN = /^[^\s\p{Cc}]{1,512}$/u;
+export const SUBJECT_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
 // RFC 3339 date-time; the offset is mandatory. Bounded fraction so the string stays short.
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
+export const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
 
 /** Size exceeded: carries no path because the reason is always about `data` as a whole. */
 const OVERSIZE = new Invalid("exceeds 64 KiB");
@@ -170,7 +173,7 @@ export function validateEvent(input: unknown, opts: ValidateOptions = {}): Event
 	if (specversion == null) return missing("specversion");
 	if (specversion !== "1.0") return fail(`attribute "specversion" must be "1.0"`);
 	if (id == null) return missing("id");
-	if (typeof id !== "string" || id.length < 1 || id.length > 256) return fail(`attribute "id" must be a string of 1..256 characters`);
+	if (typeof id !== "string" || id.length < 1 || id.length > MAX_ID_LENGTH) return fail(`attribute "id" must be a string of 1..${MAX_ID_LENGTH} characters`);
 	if (source == null) return missing("source");
 	if (typeof source !== "string" || !SOURCE_PATTERN.test(source)) {
 		return fail(`attribute "source" must be a URI-reference of 1..512 characters without spaces or control characters`);

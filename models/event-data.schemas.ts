@@ -36,8 +36,18 @@ export class Invalid {
 	}
 }
 
-/** Checks one value (never `undefined`) and returns it, possibly as a fresh copy, or an `Invalid`. */
-export type Check<T> = (value: unknown) => T | Invalid;
+/** A JSON Schema (draft 2020-12) fragment: what each check publishes about itself (see models/published-schemas.ts). */
+export type JsonSchema = { readonly [keyword: string]: unknown };
+
+/**
+ * Checks one value (never `undefined`) and returns it, possibly as a fresh copy, or an `Invalid`. Each check
+ * carries the JSON Schema of what it accepts, so the published schemas come from this table and cannot drift.
+ */
+export type Check<T> = ((value: unknown) => T | Invalid) & { readonly schema: JsonSchema };
+
+function described<T>(check: (value: unknown) => T | Invalid, schema: JsonSchema): Check<T> {
+	return Object.assign(check, { schema });
+}
 
 interface Field<T, O extends boolean> {
 	readonly optional: O;
@@ -54,7 +64,8 @@ export type Infer<S extends Shape> = Simplify<
 >;
 
 export type DataResult<T> = { ok: true; data: T } | { ok: false; reason: string };
-export type DataValidator<T> = (data: unknown) => DataResult<T>;
+/** Validates an event's `data`; carries the JSON Schema of what it accepts. */
+export type DataValidator<T> = ((data: unknown) => DataResult<T>) & { readonly schema: JsonSchema };
 
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
 	if (typeof value !== "object" || value === null) return false;
@@ -77,31 +88,54 @@ function optional<T>(check: Check<T>): Field<T, true> {
 
 function str(min: number, max: number): Check<string> {
 	const reason = min > 0 ? `must be a string of ${min}..${max} characters` : `must be a string of at most ${max} characters`;
-	return value => typeof value === "string" && value.length >= min && value.length <= max ? value : new Invalid(reason);
+	return described(
+		value => typeof value === "string" && value.length >= min && value.length <= max ? value : new Invalid(reason),
+		{ type: "string", ...(min > 0 ? { minLength: min } : {}), maxLength: max }
+	);
 }
 
-function matching(pattern: RegExp, reason: string): Check<string> {
-	return value => typeof value === "string" && pattern.test(value) ? value : new Invalid(reason);
+function matching(pattern: RegExp, reason: string, format?: string): Check<string> {
+	return described(
+		value => typeof value === "string" && pattern.test(value) ? value : new Invalid(reason),
+		{ type: "string", pattern: pattern.source, ...(format ? { format } : {}) }
+	);
 }
 
 function oneOf<const V extends readonly string[]>(values: V): Check<V[number]> {
 	const allowed: ReadonlySet<unknown> = new Set(values);
 	const reason = `must be one of ${values.join(", ")}`;
-	return value => allowed.has(value) ? value as V[number] : new Invalid(reason);
+	return described(value => allowed.has(value) ? value as V[number] : new Invalid(reason), { type: "string", enum: [...values] });
 }
 
 function num(min: number, max: number, reason: string): Check<number> {
-	// The comparisons are false for NaN; ±Infinity is excluded by isFinite.
-	return value => typeof value === "number" && Number.isFinite(value) && value >= min && value <= max ? value : new Invalid(reason);
+	// The comparisons are false for NaN; ±Infinity is excluded by isFinite (JSON has neither).
+	return described(
+		value => typeof value === "number" && Number.isFinite(value) && value >= min && value <= max ? value : new Invalid(reason),
+		{ type: "number", ...(Number.isFinite(min) ? { minimum: min } : {}), ...(Number.isFinite(max) ? { maximum: max } : {}) }
+	);
+}
+
+/** The check, or null (which the profile reads as "clear this field"). */
+function orNull<T>(check: Check<T>): Check<T | null> {
+	return described(value => (value === null ? null : check(value)), { anyOf: [check.schema, { type: "null" }] });
 }
 
 const currency = matching(CURRENCY_PATTERN, "must be a 3-letter upper-case currency code (ISO 4217, e.g. EUR)");
 const id128 = str(1, 128);
 
-/** A free-form map with bounded size and key shape; `entry` checks each value knowing its key. */
-function map<T>(minKeys: number, maxKeys: number, entry: (key: string, value: unknown) => T | Invalid): Check<Record<string, T>> {
+/** A free-form map with bounded size and key shape: values checked by `value`, or by `known[key]` for those keys. */
+function map<T>(minKeys: number, maxKeys: number, valueCheck: Check<T>, known: Readonly<Record<string, Check<T>>> = {}): Check<Record<string, T>> {
 	const notMap = new Invalid(`must be an object with ${minKeys}..${maxKeys} fields`);
-	return value => {
+	const knownChecks: ReadonlyMap<string, Check<T>> = new Map(Object.entries(known));
+	const entry = (key: string, v: unknown): T | Invalid => (knownChecks.get(key) ?? valueCheck)(v);
+	const schema: JsonSchema = {
+		type: "object", minProperties: minKeys, maxProperties: maxKeys,
+		propertyNames: { pattern: MAP_KEY_PATTERN.source, not: { enum: [...FORBIDDEN_KEYS] } },
+		...(knownChecks.size > 0 ? { properties: Object.fromEntries([...knownChecks].map(([k, c]) => [k, c.schema])) } : {}),
+		additionalProperties: valueCheck.schema
+	};
+	return described(mapValue, schema);
+	function mapValue(value: unknown): Record<string, T> | Invalid {
 		if (!isPlainObject(value)) return notMap;
 		const out: Record<string, T> = {};
 		let count = 0;
@@ -117,7 +151,7 @@ function map<T>(minKeys: number, maxKeys: number, entry: (key: string, value: un
 			out[key] = r;
 		}
 		return count < minKeys ? notMap : out;
-	};
+	}
 }
 
 /** A payload object with exactly these fields: unknown ones are rejected, not dropped, so typos surface. */
@@ -125,7 +159,13 @@ function object<S extends Shape>(shape: S): DataValidator<Infer<S>> {
 	const names = Object.keys(shape);
 	const fields = names.map(name => shape[name]);
 	const known: ReadonlySet<string> = new Set(names);
-	return data => {
+	const schema: JsonSchema = {
+		type: "object",
+		properties: Object.fromEntries(names.map((n, i) => [n, fields[i].check.schema])),
+		required: names.filter((_, i) => !fields[i].optional),
+		additionalProperties: false
+	};
+	return described(data => {
 		if (!isPlainObject(data)) return { ok: false, reason: "data must be a JSON object" };
 		for (const key of Object.keys(data)) {
 			if (!known.has(key) && data[key] !== undefined) return { ok: false, reason: `unknown field data.${showKey(key)}` };
@@ -143,39 +183,34 @@ function object<S extends Shape>(shape: S): DataValidator<Infer<S>> {
 			out[name] = r;
 		}
 		return { ok: true, data: out as Infer<S> };
-	};
+	}, schema) as DataValidator<Infer<S>>;
 }
 
 const profileString = str(0, 512);
-const profileValue: Check<ProfileValue | null> = value => {
+const profileValue: Check<ProfileValue | null> = described(value => {
 	switch (typeof value) {
 		case "string": return profileString(value);
 		case "number": return Number.isFinite(value) ? value : new Invalid("must be a finite number");
 		case "boolean": return value;
 		default: return value === null ? null : new Invalid("must be a string, number, boolean or null");
 	}
-};
-const email = matching(EMAIL_PATTERN, "must be an email address");
-const phone: Check<string> = value =>
-	typeof value === "string" && PHONE_PATTERN.test(value) && DIGIT_PATTERN.test(value)
+}, { anyOf: [profileString.schema, { type: "number" }, { type: "boolean" }, { type: "null" }] });
+const email = matching(EMAIL_PATTERN, "must be an email address", "email");
+const phone: Check<string> = described(
+	value => typeof value === "string" && PHONE_PATTERN.test(value) && DIGIT_PATTERN.test(value)
 		? value
-		: new Invalid("must be a phone number of at most 32 digits, spaces and +-()");
+		: new Invalid("must be a phone number of at most 32 digits, spaces and +-()"),
+	{ type: "string", allOf: [{ pattern: PHONE_PATTERN.source }, { pattern: DIGIT_PATTERN.source }] }
+);
 const name = str(0, 512);
 // Typed checks for the profile fields other parts rely on; null always means "clear the field".
-const KNOWN_PROFILE_FIELDS: ReadonlyMap<string, Check<ProfileValue>> = new Map([
-	["email", email],
-	["phone", phone],
-	["name", name]
-]);
+const KNOWN_PROFILE_FIELDS = { email: orNull(email), phone: orNull(phone), name: orNull(name) };
 
 const metricValue = num(-Infinity, Infinity, "must be a finite number");
 
 const SCHEMAS = {
 	"crm.customer.updated": object({
-		profile: required(map<ProfileValue | null>(1, 64, (key, value) => {
-			const known = value === null ? undefined : KNOWN_PROFILE_FIELDS.get(key);
-			return known ? known(value) : profileValue(value);
-		}))
+		profile: required(map<ProfileValue | null>(1, 64, profileValue, KNOWN_PROFILE_FIELDS))
 	}),
 	"crm.order.status_changed": object({
 		orderId: required(id128),
@@ -208,7 +243,7 @@ const SCHEMAS = {
 	}),
 	"crm.device.telemetry": object({
 		deviceId: required(id128),
-		metrics: required(map(1, 32, (_key, value) => metricValue(value)))
+		metrics: required(map(1, 32, metricValue))
 	}),
 	"crm.page.viewed": object({
 		url: required(str(1, 2048)),

@@ -52,6 +52,33 @@ export const DECLARED_METRICS: Readonly<Record<string, MetricRange>> = {
 	errorCount: COUNTER
 };
 
+/**
+ * The JSON Schema of a payload parseTelemetry accepts (published in the AsyncAPI document): built from the same
+ * patterns, bounds and declared ranges it checks. Not expressible here: "at most maxFutureMs ahead of now".
+ */
+export const TELEMETRY_PAYLOAD_SCHEMA = {
+	type: "object",
+	required: ["customerId", "ts", "metrics"],
+	additionalProperties: false,
+	properties: {
+		customerId: { type: "string", pattern: CUSTOMER_ID.source },
+		ts: {
+			anyOf: [
+				{ type: "integer", minimum: EARLIEST_TS_MS, description: "Milliseconds since the Unix epoch, from 2000-01-01." },
+				{ type: "string", format: "date-time", maxLength: 64, description: "RFC 3339 with a time zone offset, from 2000-01-01." }
+			]
+		},
+		metrics: {
+			type: "object",
+			minProperties: 1,
+			maxProperties: MAX_METRICS,
+			propertyNames: { pattern: MAP_KEY_PATTERN.source, not: { enum: [...FORBIDDEN_KEYS] } },
+			properties: Object.fromEntries(Object.entries(DECLARED_METRICS).map(([name, r]) => [name, { type: "number", minimum: r.min, maximum: r.max }])),
+			additionalProperties: { type: "number", description: "Undeclared metrics: any finite number; names ending in Count or Total are counters (≥ 0)." }
+		}
+	}
+} as const;
+
 export interface TelemetryOptions {
 	/** Our clock, ms since epoch. */
 	now: number;

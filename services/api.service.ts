@@ -9,11 +9,15 @@ import type { Context, ServiceSchema, Service } from "moleculer";
 import type { Config } from "../config/index.ts";
 import { validateEvents } from "../models/cloud-event.validator.ts";
 import { redactUrl } from "../models/url-redaction.ts";
+import { asyncApiDocument, openApiDocument, type ParamRule, type RouteInfo } from "../models/published-schemas.ts";
+import pkg from "../package.json" with { type: "json" };
 import type { CloudEvent } from "../models/cloud-event.ts";
 import type { HandleResult } from "../actors/host/actor-host.ts";
 
 /** Largest accepted request body: 1000 events of a few hundred bytes fit many times over. */
 const BODY_LIMIT = "8mb";
+const API_PREFIX = "/api/v1";
+const PACKAGE_VERSION: string = pkg.version;
 
 interface RestParams<B = unknown, Q = Record<string, string>, P = Record<string, string>> { body: B; query: Q; params: P }
 
@@ -105,6 +109,23 @@ export function sendError(res: ServerResponse, err: Errors.MoleculerError | Erro
 	sendJson(res, status, body);
 }
 
+interface AliasInfo {
+	actionName?: string;
+	fullPath: string;
+	methods: string;
+	routePath: string;
+	action?: { params?: Record<string, ParamRule> };
+}
+
+/** The /api/v1 routes this node serves, with their actions' param schemas (from moleculer-web's alias list). */
+async function routeInfos(svc: Service): Promise<RouteInfo[]> {
+	const aliases = await svc.actions.listAliases({ withActionSchema: true }) as AliasInfo[];
+	return aliases
+		// The gateway's own alias list is an operator's tool, not part of the API.
+		.filter(a => a.routePath === API_PREFIX && a.methods !== "*" && a.methods.toUpperCase() !== "REST" && a.actionName !== "api.listAliases")
+		.map(a => ({ method: a.methods.toUpperCase(), path: a.fullPath, action: a.actionName, params: a.action?.params, auth: true }));
+}
+
 /**
  * Other services publish their own endpoints under /api/v1 by declaring `rest: "GET /things"` on published actions
  * with `settings.rest: "/"` (moleculer-web auto-aliases; same auth, JSON, `{ body, query, params }` params).
@@ -138,7 +159,7 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 					}
 				},
 				{
-					path: "/api/v1",
+					path: API_PREFIX,
 					authentication: authRequired,
 					mappingPolicy: "restrict",
 					autoAliases: true,
@@ -148,7 +169,9 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 						"POST events": "api.postEvents",
 						"GET customers/:id": "api.getCustomer",
 						"GET customers/:id/events": "api.getJournal",
-						"GET customers": "api.listCustomers"
+						"GET customers": "api.listCustomers",
+						"GET openapi.json": "api.openapi",
+						"GET asyncapi.json": "api.asyncapi"
 					},
 					onError(_req: IncomingMessage, res: ServerResponse, err: Error) {
 						sendError(res, err);
@@ -161,6 +184,22 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 			}
 		},
 		actions: {
+			/** The OpenAPI 3.1 document of the routes this node serves, generated from their param validators. */
+			openapi: {
+				visibility: "published",
+				params: {},
+				async handler(this: Service) {
+					return openApiDocument(await routeInfos(this), { version: PACKAGE_VERSION });
+				}
+			},
+			/** The AsyncAPI 3.0 document of the NATS subjects, the dead-letter subjects and the MQTT topic. */
+			asyncapi: {
+				visibility: "published",
+				params: {},
+				handler() {
+					return asyncApiDocument({ version: PACKAGE_VERSION });
+				}
+			},
 			postEvents: {
 				visibility: "published",
 				params: { body: "any" },
