@@ -9,6 +9,7 @@ import { RendezvousStrategy } from "./mixins/rendezvous.strategy.ts";
 import { REPL_COMMANDS } from "./bin/repl-commands.ts";
 import { MetricsMiddleware, PrometheusReporter } from "./mixins/metrics.mixin.ts";
 import type { TracingConfig } from "./config/observability.config.ts";
+import { isRetryable } from "./models/contract/index.ts";
 
 /**
  * Moleculer checks heartbeat deadlines only once per heartbeat timeout, so a dead node could go unnoticed for
@@ -109,7 +110,7 @@ export function brokerOptions(config: Config): BrokerOptions {
 		heartbeatInterval: cluster.heartbeatIntervalS,
 		heartbeatTimeout: cluster.heartbeatTimeoutS,
 		requestTimeout: 30_000,
-		retryPolicy: { enabled: true, retries: 5, delay: 100, maxDelay: 2000, factor: 2, check: (err: Error) => (err as { retryable?: boolean }).retryable === true },
+		retryPolicy: { enabled: true, retries: 5, delay: 100, maxDelay: 2000, factor: 2, check: isRetryable },
 		validator: true,
 		// Our Prometheus reporter writes histograms completely (mixins/metrics.mixin.ts); Moleculer's types only know
 		// reporters by name, its registry takes an instance.

@@ -1,17 +1,8 @@
 // Operator REPL commands for automation: reload the nools rules, show them, list running workflows and open user
 // tasks. Added to bin/repl-commands.ts with one import; each returns its text so tests can assert it.
 import type { ServiceBroker } from "moleculer";
+import { call, Rules, Workflows, type ProcessFilter, type ProcessView, type RulesStatus, type TaskView } from "../models/contract/index.ts";
 import type { ReplArgs, TextCommand } from "./repl-commands.ts";
-
-interface RulesStatus {
-	nodeID: string;
-	loadedAt: string;
-	riskEngine: string;
-	files: { file: string; rules: { name: string; line: number }[] }[];
-}
-
-interface ProcessRow { id: string; processKey: string; customerId: string | null; state: string; activeActivities: string[]; startedAt: string | null; error: string | null }
-interface TaskRow { id: string; name: string; processKey: string; customerId: string | null; assignee: string | null; createdAt: string | null }
 
 function errorText(err: unknown): string {
 	const e = err as { type?: string; message?: string };
@@ -38,7 +29,7 @@ const rules: TextCommand = {
 		const action = args.action === undefined ? "show" : String(args.action);
 		if (action !== "show" && action !== "reload") return `unknown action "${action}": use "rules" or "rules reload"`;
 		try {
-			const status = await broker.call<RulesStatus>(action === "reload" ? "rules.reload" : "rules.status");
+			const status = await call(broker, action === "reload" ? Rules.reload : Rules.status, {});
 			return `${action === "reload" ? "reloaded; other nodes reload theirs\n" : ""}${describeRules(status)}`;
 		} catch (err) {
 			return errorText(err);
@@ -54,12 +45,12 @@ const workflows: TextCommand = {
 		{ option: "-a, --all", description: "also completed and failed ones" }
 	],
 	async run(broker: ServiceBroker, args: ReplArgs) {
-		const params: Record<string, unknown> = { limit: 200 };
+		const params: ProcessFilter = { limit: 200 };
 		if (typeof args.options.customer === "string") params.customerId = args.options.customer;
 		if (!args.options.all) params.state = "running";
-		let list: ProcessRow[];
+		let list: ProcessView[];
 		try {
-			list = await broker.call<ProcessRow[], Record<string, unknown>>("workflows.processes", params);
+			list = await call(broker, Workflows.processes, params);
 		} catch (err) {
 			return errorText(err);
 		}
@@ -75,11 +66,11 @@ const tasks: TextCommand = {
 	description: "Open user tasks of the workflows (complete them with POST /api/v1/tasks/:id/complete)",
 	options: [{ option: "-c, --customer <id>", description: "only this customer's" }],
 	async run(broker: ServiceBroker, args: ReplArgs) {
-		const params: Record<string, unknown> = {};
+		const params: { customerId?: string } = {};
 		if (typeof args.options.customer === "string") params.customerId = args.options.customer;
-		let list: TaskRow[];
+		let list: TaskView[];
 		try {
-			list = await broker.call<TaskRow[], Record<string, unknown>>("workflows.tasks", params);
+			list = await call(broker, Workflows.tasks, params);
 		} catch (err) {
 			return errorText(err);
 		}

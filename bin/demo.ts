@@ -13,8 +13,8 @@ import { connect as natsConnect, headers as natsHeaders, type JetStreamClient, t
 import { readCsv } from "../ml/csv.ts";
 import { mulberry32 } from "../ml/split.ts";
 import { dropIntoInbox, TELCO_CSV } from "./import-telco.ts";
-import type { FileReport } from "../services/ingest-files.service.ts";
-import type { DashboardSummary } from "../services/dashboard.service.ts";
+import type { FileReport } from "../models/contract/index.ts";
+import type { DashboardSummary } from "../models/contract/index.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const DEMO_DIR = path.join(ROOT, "data", "demo");

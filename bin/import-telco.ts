@@ -9,7 +9,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfig } from "../config/index.ts";
 import { ALL_SERVICES, createNode } from "./create-node.ts";
-import type { FileReport } from "../services/ingest-files.service.ts";
+import { call, IngestFiles, type FileReport } from "../models/contract/index.ts";
 
 export const TELCO_CSV = path.resolve(import.meta.dirname, "../ml/data/telco-churn.csv");
 const DROP_NAME = "telco-churn.csv";
@@ -68,7 +68,7 @@ async function main(): Promise<void> {
 		const broker = await createNode(config);
 		await broker.start();
 		try {
-			const report = await broker.call<FileReport, unknown>("ingestFiles.importFile", { path: csv, kind: "telco-customers" }, { timeout: 0 });
+			const report = await call(broker, IngestFiles.importFile, { path: csv, kind: "telco-customers" }, { timeout: 0 });
 			printReport(report);
 			if (report.status === "failed") process.exitCode = 1;
 		} finally {

@@ -3,6 +3,7 @@
 import type { BrokerOptions, ServiceBroker } from "moleculer";
 import { shardMembers } from "../mixins/sharded-actor.mixin.ts";
 import { ownerOf } from "../actors/sharding.ts";
+import { call, Customers, type CustomerView, type InspectResult, type NodeStats } from "../models/contract/index.ts";
 import { AUTOMATION_COMMANDS } from "./automation.repl.ts";
 
 /** What moleculer-repl passes to a command: positional arguments by name, flags under `options`. */
@@ -22,7 +23,7 @@ export interface TextCommand {
 /** moleculer-repl's command definition (not exported by name from moleculer's typings). */
 export type ReplCustomCommand = NonNullable<NonNullable<BrokerOptions["replOptions"]>["customCommands"]>[number];
 
-const CUSTOMERS_ACTION = "customers.handle";
+const CUSTOMERS_ACTION = Customers.handle.name;
 
 /** Plain-text table: columns padded to their widest cell, numbers right-aligned. */
 export function formatTable(rows: Array<Array<string | number>>): string {
@@ -46,43 +47,7 @@ function errorText(err: unknown): string {
 	return `error${e.type ? ` ${e.type}` : ""}: ${e.message ?? String(err)}`;
 }
 
-interface CustomerViewLike {
-	version: number;
-	profile: Record<string, unknown>;
-	counters: Record<string, number>;
-	risk: { score: number; factors: Record<string, number> };
-	churnProbability: number | null;
-	openTicketIds: string[];
-	lastActivityAt: string;
-	reminders: Record<string, string>;
-}
-
-interface InspectResult {
-	nodeID: string;
-	ownerInView: string;
-	members: string[];
-	active: boolean;
-	memory: CustomerViewLike | null;
-	persisted: CustomerViewLike | null;
-}
-
-interface NodeStats {
-	nodeID: string;
-	active: number;
-	activations: number;
-	passivations: number;
-	conflicts: number;
-	applied: number;
-	pendingWrites: number;
-	heapUsedBytes: number;
-	rssBytes: number;
-	members: string[];
-	released: number;
-	strayActors: number;
-	ownedShare: number;
-}
-
-function describeState(s: CustomerViewLike): string[] {
+function describeState(s: CustomerView): string[] {
 	const counters = Object.entries(s.counters).filter(([, n]) => n !== 0).map(([k, n]) => `${k}=${n}`).join(" ") || "(none)";
 	const factors = Object.entries(s.risk.factors).map(([k, n]) => `${k} ${n}`).join(", ") || "no factors";
 	return [
@@ -101,7 +66,7 @@ const customer: TextCommand = {
 		const id = String(args.id);
 		let r: InspectResult;
 		try {
-			r = await broker.call<InspectResult, { customerId: string }>("customers.inspect", { customerId: id });
+			r = await call(broker, Customers.inspect, { customerId: id });
 		} catch (err) {
 			return errorText(err);
 		}
@@ -111,7 +76,7 @@ const customer: TextCommand = {
 		if (!r.persisted && !r.memory) return `${lines[0]}\n  never seen: nothing stored`;
 		const memVersion = r.memory ? `active in memory at version ${r.memory.version}` : r.active ? "activating" : "not active (passivated: loads from the store on its next message)";
 		lines.push(`  actor      ${memVersion}; persisted version ${r.persisted?.version ?? "none"}`);
-		lines.push(...describeState((r.memory ?? r.persisted) as CustomerViewLike));
+		lines.push(...describeState((r.memory ?? r.persisted) as CustomerView));
 		return lines.join("\n");
 	}
 };
@@ -130,7 +95,7 @@ const owner: TextCommand = {
 async function statsOfAll(broker: ServiceBroker): Promise<Array<NodeStats | { nodeID: string; error: string }>> {
 	const members = shardMembers(broker, CUSTOMERS_ACTION);
 	return Promise.all(members.map(nodeID =>
-		broker.call<NodeStats, Record<string, never>>("customers.nodeStats", {}, { nodeID, timeout: 5000, retries: 0 })
+		call(broker, Customers.nodeStats, {}, { nodeID, timeout: 5000, retries: 0 })
 			.catch((err: unknown) => ({ nodeID, error: errorText(err) }))
 	));
 }
@@ -174,10 +139,9 @@ const passivate: TextCommand = {
 	options: [{ option: "--everywhere", description: "ask every node, not only the owner (clears stray copies)" }],
 	async run(broker, args) {
 		const id = String(args.id);
-		type Result = { passivated: boolean; nodeID: string };
 		try {
 			const targets = args.options.everywhere ? shardMembers(broker, CUSTOMERS_ACTION) : [undefined];
-			const results = await Promise.all(targets.map(nodeID => broker.call<Result, { customerId: string }>("customers.passivate", { customerId: id }, nodeID ? { nodeID } : {})));
+			const results = await Promise.all(targets.map(nodeID => call(broker, Customers.passivate, { customerId: id }, nodeID ? { nodeID } : {})));
 			return results.map(r => `${r.nodeID}: ${r.passivated ? "passivated" : "not active there, or busy with a write (try again)"}`).join("\n");
 		} catch (err) {
 			return errorText(err);

@@ -4,37 +4,13 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import Datastore from "@seald-io/nedb";
 import { headers, nanos, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type NatsConnection } from "nats";
+import type { DeadLetter, DeadLetterRecord } from "../models/contract/index.ts";
 import { isNotFound } from "./nats-connection.ts";
 
 export const DLQ_STREAM = "CRM_DLQ";
 export const DLQ_SUBJECT_PREFIX = "crm.dlq.";
 /** Body format version of a CRM_DLQ message. */
 const FORMAT = 1;
-
-export interface DeadLetterRecord {
-	source: string;
-	/** Human-readable reason (may quote the input). */
-	reason: string;
-	/** Short code for metrics and filtering, e.g. invalid_json, max_deliveries. */
-	reasonCode: string;
-	/** The original input: a string or JSON (a prefix of its JSON text when `truncated`). */
-	payload: unknown;
-	/** "base64" when `payload` is the base64 of bytes that were not UTF-8. */
-	payloadEncoding?: "base64";
-	truncated?: boolean;
-	/** Action that re-processes `{ payload }` on retry. */
-	retryAction?: string;
-	/** NATS subject and Nats-Msg-Id of the original message: retry republishes there. */
-	subject?: string;
-	msgId?: string;
-	/** RFC 3339. */
-	recordedAt: string;
-}
-
-export interface DeadLetter extends DeadLetterRecord {
-	/** Opaque: the CRM_DLQ sequence, or the NeDB document id. */
-	id: string;
-}
 
 export interface DeadLetterStore {
 	readonly kind: "jetstream" | "nedb";

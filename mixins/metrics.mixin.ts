@@ -2,7 +2,11 @@
 // every node; it also keeps a small per-node rolling window that the dashboard reads through `$crm-metrics`.
 import { MetricReporters } from "moleculer";
 import type { Context, Middleware, Service, ServiceBroker, ServiceSchema } from "moleculer";
-import type { ActorHost, HandleResult } from "../actors/host/actor-host.ts";
+import type { ActorHost } from "../actors/host/actor-host.ts";
+import {
+	call, Customers, DeadLetters, NodeMetricsActions, PROCESS_STATES, RuleEvents, Rules, Workflows, type ActorGauges, type HandleResult, type NodeMetricsSnapshot,
+	type RateBucket, type RiskDistribution, type SourceCounts
+} from "../models/contract/index.ts";
 import type { ActorStore } from "../actors/host/actor-store.ts";
 
 type MetricType = "counter" | "gauge" | "histogram";
@@ -66,14 +70,8 @@ export const METRIC_DEFINITIONS: readonly MetricDefinition[] = [
 ];
 
 /** Actions the middleware watches; everything else passes through untouched. */
-const HANDLE_ACTIONS = new Set(["customers.handle", "customers.handleMany"]);
-const DEAD_LETTER_ACTION = "deadLetters.record";
-/** Ticket routing answers `{ assignee, rule }`: the rule that fired. */
-const ROUTE_ACTION = "rules.route";
-/** Emitted by the rules service when a customer's risk crosses the threshold upwards. */
-const THRESHOLD_EVENT = "customer.risk.threshold_crossed";
+const HANDLE_ACTIONS: ReadonlySet<string> = new Set([Customers.handle.name, Customers.handleMany.name]);
 const THRESHOLD_RULE = "risk.threshold";
-const WORKFLOW_STATES = ["running", "completed", "failed", "terminated", "suspended"] as const;
 const WORKFLOWS_EVERY_MS = 15_000;
 /** Rolling window kept per node for the dashboard: 60 buckets of 10 s. */
 export const RATE_BUCKET_MS = 10_000;
@@ -108,42 +106,6 @@ export function reasonLabel(reason: unknown): string {
 		.replace(/\s+/g, " ")
 		.trim();
 	return (normal.length > 80 ? `${normal.slice(0, 79)}…` : normal) || "unknown";
-}
-
-export interface SourceCounts {
-	received: number;
-	applied: number;
-	duplicates: number;
-	failed: number;
-}
-
-export interface RateBucket {
-	/** Start of the bucket, ms since epoch. */
-	t: number;
-	/** Events received per source in the bucket. */
-	received: Record<string, number>;
-	deadLetters: Record<string, number>;
-}
-
-export interface ActorGauges {
-	active: number;
-	activations: number;
-	passivations: number;
-	conflicts: number;
-	pendingWrites: number;
-	memoryEstimateBytes: number;
-}
-
-export interface NodeMetricsSnapshot {
-	nodeID: string;
-	at: number;
-	bySource: Record<string, SourceCounts>;
-	deadLetters: Record<string, Record<string, number>>;
-	mailboxDepth: number;
-	rate: { bucketMs: number; buckets: RateBucket[] };
-	/** Null on a node that does not host customer actors. */
-	actors: ActorGauges | null;
-	process: { heapUsedBytes: number; rssBytes: number; uptimeSeconds: number };
 }
 
 /** Per-node counters and a rolling window of 10-s buckets; plain data, no Moleculer. */
@@ -250,16 +212,6 @@ export function estimateActorMemory(host: Pick<ActorHost, "activeIds" | "peek">)
 	return Math.round((mean + ACTOR_OVERHEAD_BYTES) * ids.length);
 }
 
-export interface RiskDistribution {
-	nodeID: string;
-	/** Customers in the store. */
-	total: number;
-	/** Customers the histogram covers (the highest `cap` scores when there are more). */
-	covered: number;
-	/** 10 buckets: [0,10), [10,20), …, [90,100]. */
-	histogram: number[];
-}
-
 export function riskHistogram(scores: Iterable<number>): number[] {
 	const h = new Array<number>(10).fill(0);
 	for (const s of scores) h[Math.min(9, Math.max(0, Math.floor(s / 10)))]++;
@@ -274,7 +226,7 @@ const RISK_SCAN_CAP = 200_000;
  */
 function nodeMetricsService(metrics: NodeMetrics, gauges: () => ActorGauges | null, store: () => ActorStore | null): ServiceSchema {
 	return {
-		name: "$crm-metrics",
+		name: NodeMetricsActions.service,
 		actions: {
 			snapshot: {
 				visibility: "public",
@@ -423,12 +375,12 @@ export function MetricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
 		emit(next: ServiceBroker["emit"]) {
 			return function emitCounted(this: ServiceBroker, eventName: string, ...rest: unknown[]) {
 				const reg = registry;
-				if (reg && eventName === THRESHOLD_EVENT) safely(() => reg.increment(M.ruleFirings, { rule: THRESHOLD_RULE }));
+				if (reg && eventName === RuleEvents.thresholdCrossed.name) safely(() => reg.increment(M.ruleFirings, { rule: THRESHOLD_RULE }));
 				return (next as (name: string, ...args: unknown[]) => Promise<void>).call(this, eventName, ...rest);
 			};
 		},
 		localAction(next: (ctx: Context) => Promise<unknown>, action: { name: string }) {
-			if (action.name === DEAD_LETTER_ACTION) {
+			if (action.name === DeadLetters.record.name) {
 				// crm_dead_letters_total itself is counted by the dead-letters service; this feeds the dashboard's window.
 				return function deadLetterCounted(ctx: Context) {
 					const p = ctx.params as { source?: unknown; reason?: unknown; reasonCode?: unknown };
@@ -438,7 +390,7 @@ export function MetricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
 					});
 				};
 			}
-			if (action.name === ROUTE_ACTION) {
+			if (action.name === Rules.route.name) {
 				return function routeCounted(ctx: Context) {
 					return next(ctx).then(res => {
 						const rule = (res as { rule?: unknown } | null)?.rule;
@@ -452,7 +404,7 @@ export function MetricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
 			return function handleCounted(ctx: Context) {
 				// A re-route after a lost compare-and-set calls the action again from the customers service itself:
 				// the outer call already counts that event.
-				if (ctx.caller === "customers") return next(ctx);
+				if (ctx.caller === Customers.service) return next(ctx);
 				const source = sourceOfCaller(ctx.caller);
 				const p = ctx.params as { events?: unknown[] };
 				const n = Array.isArray(p.events) ? p.events.length : 1;
@@ -491,11 +443,11 @@ export function MetricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
 
 /** Instances per state from this node's workflows service, when it runs here. */
 async function countWorkflows(broker: ServiceBroker, reg: Registry): Promise<void> {
-	if (!broker.getLocalService("workflows")) return;
-	for (const state of WORKFLOW_STATES) {
+	if (!broker.getLocalService(Workflows.service)) return;
+	for (const state of PROCESS_STATES) {
 		if (!broker.started) return;
 		try {
-			const list = await broker.call<unknown[], object>("workflows.processes", { state, limit: 1000 }, { nodeID: broker.nodeID, timeout: 5000, retries: 0 });
+			const list = await call(broker, Workflows.processes, { state, limit: 1000 }, { nodeID: broker.nodeID, timeout: 5000, retries: 0 });
 			safely(() => reg.set(M.workflowInstances, Array.isArray(list) ? list.length : 0, { state }));
 		} catch {
 			// The engine may still be starting: the next round tries again.

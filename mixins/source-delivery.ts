@@ -1,11 +1,11 @@
 // What every pull source does with one normalised event: hand it to the owning actor (retrying what is retryable),
 // or record a dead letter with the reason; plus the per-source metric. Shared by ingest-erp, -files and -logs.
 import type { ServiceBroker } from "moleculer";
-import type { HandleResult } from "../actors/host/actor-host.ts";
 import type { KnownCloudEvent } from "../models/event-data.schemas.ts";
+import { call, Customers, DeadLetters, isRetryable, type ItemOutcome, type RecordParams, type Tally } from "../models/contract/index.ts";
 
 export type DeliveryOutcome = "applied" | "duplicate";
-export type ItemOutcome = DeliveryOutcome | "dead-lettered" | "skipped";
+export type { ItemOutcome, Tally };
 
 /** The actor refused the event for good (invalid for it): dead-letter it, retrying cannot help. */
 export class DeliveryRejected extends Error {
@@ -15,13 +15,6 @@ export class DeliveryRejected extends Error {
 /** Retries ran out on a transient failure (store down, no customers node): the source must keep the input. */
 export class DeliveryUnavailable extends Error {
 	override name = "DeliveryUnavailable";
-}
-
-const RETRYABLE_TYPES: ReadonlySet<string> = new Set(["VERSION_CONFLICT", "STORE_UNAVAILABLE", "HOST_STOPPED"]);
-
-export function isRetryable(err: unknown): boolean {
-	const e = err as { retryable?: boolean; type?: string } | null;
-	return e !== null && typeof e === "object" && (e.retryable === true || (typeof e.type === "string" && RETRYABLE_TYPES.has(e.type)));
 }
 
 function errorText(err: unknown): string {
@@ -58,7 +51,7 @@ export async function deliverEvent(broker: ServiceBroker, event: KnownCloudEvent
 	let delay = opts.firstDelayMs ?? 500;
 	for (let attempt = 1; ; attempt++) {
 		try {
-			const r = await broker.call<HandleResult, unknown>("customers.handle", { customerId: event.subject, event }, opts.caller ? { caller: opts.caller } : {});
+			const r = await call(broker, Customers.handle, { customerId: event.subject, event }, opts.caller ? { caller: opts.caller } : {});
 			return r.applied ? "applied" : "duplicate";
 		} catch (err) {
 			if (!isRetryable(err)) throw new DeliveryRejected(errorText(err), { cause: err });
@@ -96,22 +89,10 @@ export async function deliverOrDeadLetter(
 	}
 }
 
-export interface DeadLetter {
-	/** Short source name: erp, files, logs. */
-	source: string;
-	reason: string;
-	/** The original input (already PII-masked where the source requires it). */
-	payload: unknown;
-	/** Action that re-processes `payload` (called by deadLetters.retry with `{ payload }`). */
-	retryAction?: string;
-	/** The same input dead-lettered again (a re-read after a restart, a re-dropped file) keeps one dead letter. */
-	dedupKey?: string;
-}
-
 /** Records a dead letter through the dead-letters service; throws DeliveryUnavailable when it cannot (the caller keeps the input). */
-export async function recordDeadLetter(broker: ServiceBroker, dl: DeadLetter): Promise<void> {
+export async function recordDeadLetter(broker: ServiceBroker, dl: RecordParams): Promise<void> {
 	try {
-		await broker.call("deadLetters.record", dl, { caller: `ingest-${dl.source}` });
+		await call(broker, DeadLetters.record, dl, { caller: `ingest-${dl.source}` });
 	} catch (err) {
 		throw new DeliveryUnavailable(`dead letter not recorded (${errorText(err)})`, { cause: err });
 	}
@@ -128,14 +109,6 @@ export function countItem(broker: ServiceBroker, source: string, outcome: ItemOu
 	broker.metrics.increment(SOURCE_ITEMS_METRIC, { source, outcome }, by);
 }
 
-/** Running totals of one source run (a sync, a file, a batch of log lines). */
-export interface Tally {
-	applied: number;
-	duplicate: number;
-	deadLettered: number;
-	skipped: number;
-}
-
 export function newTally(): Tally {
 	return { applied: 0, duplicate: 0, deadLettered: 0, skipped: 0 };
 }
@@ -143,6 +116,6 @@ export function newTally(): Tally {
 export function addToTally(t: Tally, outcome: ItemOutcome): void {
 	if (outcome === "applied") t.applied++;
 	else if (outcome === "duplicate") t.duplicate++;
-	else if (outcome === "dead-lettered") t.deadLettered++;
+	else if (outcome === "dead_lettered") t.deadLettered++;
 	else t.skipped++;
 }

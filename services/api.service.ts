@@ -10,7 +10,8 @@ import type { Config } from "../config/index.ts";
 import { validateEvents } from "../models/cloud-event.validator.ts";
 import { redactUrl } from "../models/url-redaction.ts";
 import type { CloudEvent } from "../models/cloud-event.ts";
-import type { HandleResult } from "../actors/host/actor-host.ts";
+import { call, Customers } from "../models/contract/index.ts";
+import { contractError } from "../runtime/contract-error.ts";
 
 /** Largest accepted request body: 1000 events of a few hundred bytes fit many times over. */
 const BODY_LIMIT = "8mb";
@@ -35,8 +36,8 @@ export async function applyEvents(ctx: Context, events: CloudEvent[]): Promise<{
 	const results = await Promise.all(
 		[...groupBySubject(events)].map(([customerId, list]) =>
 			list.length === 1
-				? ctx.call<HandleResult, unknown>("customers.handle", { customerId, event: list[0] }).then(r => [r])
-				: ctx.call<HandleResult[], unknown>("customers.handleMany", { customerId, events: list })
+				? call(ctx, Customers.handle, { customerId, event: list[0] }).then(r => [r])
+				: call(ctx, Customers.handleMany, { customerId, events: list })
 		)
 	);
 	let accepted = 0;
@@ -166,7 +167,7 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 				params: { body: "any" },
 				async handler(this: Service, ctx: Context<RestParams, { $statusCode?: number }>) {
 					const v = validateEvents(ctx.params.body);
-					if (!v.ok) throw new Errors.MoleculerClientError("invalid events", 400, "INVALID_EVENTS", { errors: v.errors });
+					if (!v.ok) throw contractError("INVALID_EVENTS", "invalid events", { errors: v.errors });
 					const counts = await applyEvents(ctx, v.events);
 					ctx.meta.$statusCode = 202;
 					return counts;
@@ -176,14 +177,14 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 				visibility: "published",
 				params: { params: { type: "object", props: { id: "string" } } },
 				handler(this: Service, ctx: Context<RestParams>) {
-					return ctx.call("customers.get", { customerId: ctx.params.params.id });
+					return call(ctx, Customers.get, { customerId: ctx.params.params.id });
 				}
 			},
 			getJournal: {
 				visibility: "published",
 				params: { params: { type: "object", props: { id: "string" } }, query: { type: "object", props: { limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true } } } },
 				handler(this: Service, ctx: Context<RestParams<unknown, { limit?: number }>>) {
-					return ctx.call("customers.journal", { customerId: ctx.params.params.id, limit: ctx.params.query.limit });
+					return call(ctx, Customers.journal, { customerId: ctx.params.params.id, limit: ctx.params.query.limit });
 				}
 			},
 			listCustomers: {
@@ -198,7 +199,7 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 					}
 				},
 				handler(this: Service, ctx: Context<RestParams<unknown, { riskAbove?: number; limit?: number }>>) {
-					return ctx.call("customers.listByRisk", { riskAbove: ctx.params.query.riskAbove, limit: ctx.params.query.limit });
+					return call(ctx, Customers.listByRisk, { riskAbove: ctx.params.query.riskAbove, limit: ctx.params.query.limit });
 				}
 			}
 		},

@@ -3,7 +3,6 @@
 import { createHash } from "node:crypto";
 import { CronExpressionParser } from "cron-parser";
 import pg from "pg";
-import { Errors } from "moleculer";
 import type { Context, Logger, Service, ServiceBroker, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
 import type { ErpConfig } from "../config/sources.config.ts";
@@ -14,50 +13,19 @@ import { KeyedQueue } from "../mixins/keyed.queue.ts";
 import {
 	addToTally, countItem, deliverEvent, deliverOrDeadLetter, DeliveryUnavailable, newTally, recordDeadLetter, type ItemOutcome, type Tally
 } from "../mixins/source-delivery.ts";
+import { IngestErp, type ErpRowPayload, type ErpStatus, type ErpWatermark, type RetryOutcome, type SyncSummary } from "../models/contract/index.ts";
+import { contractError } from "../runtime/contract-error.ts";
 import { createSourceStateStore, type SourceStateStore } from "../mixins/source-state.store.ts";
 
 export const ERP_SOURCE = "erp";
 const CALLER = "ingest-erp";
-const RETRY_ACTION = "ingestErp.retryRow";
+const RETRY_ACTION = IngestErp.retryRow.name;
 /** Longest a setTimeout can wait; a later cron run is reached by re-arming. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** A lease longer than any sane run; it only matters if a node dies mid-run (the next run waits it out). */
 const LOCK_TTL_MS = 30 * 60_000;
 /** Distinct customer ids remembered per run to count primary-key conflicts (memory bound for huge tables). */
 const MAX_TRACKED_IDS = 1_000_000;
-
-/** The sync position: the last row fully handled, in (updated_at, key) order. `updatedAt` is PostgreSQL's own text. */
-export interface ErpWatermark {
-	updatedAt: string;
-	key: string;
-	at: string;
-}
-
-export interface SyncSummary {
-	trigger: "cron" | "action" | "start";
-	full: boolean;
-	startedAt: string;
-	finishedAt?: string;
-	rows: number;
-	batches: number;
-	tally: Tally;
-	/** Customer ids that more than one row mapped to in this run (the later row by updated_at wins). */
-	conflicts: number;
-	watermarkBefore: ErpWatermark | null;
-	watermarkAfter: ErpWatermark | null;
-	/** Set when the run stopped early; the watermark stays at the last fully handled batch. */
-	error?: string;
-	skipped?: string;
-}
-
-/** A dead-lettered ERP row: columns and values as arrays, so no column name becomes an object key. */
-export interface ErpRowPayload {
-	table: string;
-	key: string;
-	updatedAt: string;
-	columns: string[];
-	values: unknown[];
-}
 
 function quoteIdent(name: string): string {
 	return name.split(".").map(p => `"${p.replace(/"/g, "\"\"")}"`).join(".");
@@ -320,13 +288,13 @@ export class ErpSync {
 		await recordDeadLetter(this.broker, {
 			source: ERP_SOURCE, reason, payload, retryAction: RETRY_ACTION, dedupKey: `erp/${payload.table}/${payload.key}@${payload.updatedAt}#${this.mappingTag}`
 		});
-		this.tally(t, "dead-lettered");
+		this.tally(t, "dead_lettered");
 	}
 
 	/** Re-processes a dead-lettered row (deadLetters.retry) with the current mapping. */
-	async retryRow(payload: ErpRowPayload): Promise<{ outcome: ItemOutcome }> {
+	async retryRow(payload: ErpRowPayload): Promise<RetryOutcome> {
 		const prepared = this.prepare(payload);
-		if (prepared.kind === "fail") throw new Errors.MoleculerClientError(`still invalid: ${prepared.reason}`, 422, "INVALID_ROW", { reason: prepared.reason });
+		if (prepared.kind === "fail") throw contractError("INVALID_ROW", `still invalid: ${prepared.reason}`, { reason: prepared.reason });
 		return { outcome: await deliverEvent(this.broker, prepared.event, { caller: CALLER }) };
 	}
 }
@@ -340,14 +308,14 @@ function noTimeout<T extends object>(action: T): T {
 }
 
 function requireErp(svc: ErpService): ErpSync {
-	if (!svc.erp) throw new Errors.MoleculerError("ERP sync is off: ERP_DATABASE_URL is not set", 503, "ERP_SYNC_OFF");
+	if (!svc.erp) throw contractError("ERP_SYNC_OFF", "ERP sync is off: ERP_DATABASE_URL is not set");
 	return svc.erp;
 }
 
 export function createIngestErpService(config: Config): ServiceSchema {
 	const cfg = config.sources.erp;
 	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, ErpVars> = {
-		name: "ingestErp",
+		name: IngestErp.service,
 		settings: { rest: "/" },
 		actions: {
 			/**
@@ -375,7 +343,7 @@ export function createIngestErpService(config: Config): ServiceSchema {
 			},
 			status: {
 				rest: "GET /erp/status",
-				async handler(this: ErpService) {
+				async handler(this: ErpService): Promise<ErpStatus> {
 					if (!this.erp) return { enabled: false };
 					return { enabled: true, ...this.erp.status, watermark: (await this.erp.watermark()) ?? null };
 				}

@@ -3,7 +3,6 @@
 import { watch, type FSWatcher } from "node:fs";
 import { mkdir, readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { Errors } from "moleculer";
 import type { Context, Logger, Service, ServiceBroker, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
 import type { FileKind, FilesConfig } from "../config/sources.config.ts";
@@ -13,13 +12,15 @@ import { isCsvError } from "../models/csv.parser.ts";
 import { mapRow } from "../models/field-mapping.ts";
 import { KeyedQueue } from "../mixins/keyed.queue.ts";
 import {
-	addToTally, countItem, deliverEvent, deliverOrDeadLetter, DeliveryUnavailable, newTally, recordDeadLetter, type ItemOutcome, type Tally
+	addToTally, countItem, deliverEvent, deliverOrDeadLetter, DeliveryUnavailable, newTally, recordDeadLetter, type ItemOutcome
 } from "../mixins/source-delivery.ts";
+import { IngestFiles, type FileReport, type FilesStatus, type RetryOutcome, type RowPayload } from "../models/contract/index.ts";
+import { contractError } from "../runtime/contract-error.ts";
 import { createSourceStateStore, type SourceStateStore } from "../mixins/source-state.store.ts";
 import { csvRecords, parseSha256Text, probeFile } from "../mixins/text-file.reader.ts";
 
 export const FILES_SOURCE = "files";
-const RETRY_ACTION = "ingestFiles.retryRow";
+const RETRY_ACTION = IngestFiles.retryRow.name;
 /** Caller name on calls to the actors: the metrics middleware counts them under source "files". */
 const CALLER = "ingest-files";
 /** Rows listed with their reason in a report; the counts cover the rest. */
@@ -27,39 +28,6 @@ const MAX_REPORTED_PROBLEMS = 1000;
 const PROGRESS_EVERY_MS = 5000;
 /** Names that are still being written or are not data: partial downloads, editor and temp files, our own side files. */
 const IGNORED_NAME = /(^[.~])|\.(part|partial|tmp|temp|crdownload|filepart|swp|sha256|done)$|\.report\.json$/i;
-
-export interface FileReport {
-	file: string;
-	kind: string | null;
-	/** processed: rows handled (some may be dead-lettered); duplicate: same content imported before; failed: see reason; interrupted: node stopping, file left in the inbox. */
-	status: "processed" | "duplicate" | "failed" | "interrupted";
-	reason?: string;
-	sha256?: string;
-	bytes?: number;
-	encoding?: string;
-	detectedBy?: string;
-	startedAt: string;
-	finishedAt?: string;
-	rows: Tally & { total: number };
-	/** Header columns that could not become profile fields (passthrough), e.g. `__proto__` or names with spaces. */
-	ignoredColumns: string[];
-	problems: Array<{ row: number; line: number; reason: string }>;
-	problemsOmitted: number;
-	movedTo?: string;
-}
-
-/** A dead-lettered row: everything needed to re-process it (header and fields as arrays: no column name becomes a key). */
-export interface RowPayload {
-	kind: string;
-	file: string;
-	sha256: string;
-	row: number;
-	line: number;
-	/** Event time for rows whose kind has no time column: the file's modification time. */
-	time: string;
-	header: string[];
-	fields: string[];
-}
 
 /** A problem with the file as a whole: it goes to failed/ with this reason. */
 class FileFailure extends Error {
@@ -346,7 +314,7 @@ export class FileInbox {
 	private async deadLetter(report: FileReport, payload: RowPayload, reason: string): Promise<void> {
 		await recordDeadLetter(this.broker, { source: FILES_SOURCE, reason, payload, retryAction: RETRY_ACTION, dedupKey: `files/${payload.sha256}/${payload.row}` });
 		this.problem(report, payload.row, payload.line, reason);
-		this.tally(report, "dead-lettered");
+		this.tally(report, "dead_lettered");
 	}
 
 	private checkHeader(header: string[], kind: FileKind): void {
@@ -429,14 +397,14 @@ export class FileInbox {
 	}
 
 	/** Re-processes a dead-lettered row (deadLetters.retry). */
-	async retryRow(payload: RowPayload): Promise<{ outcome: ItemOutcome }> {
+	async retryRow(payload: RowPayload): Promise<RetryOutcome> {
 		const kind = this.cfg.kinds.find(k => k.name === payload?.kind);
-		if (!kind) throw new Errors.MoleculerClientError(`unknown file kind ${JSON.stringify(payload?.kind)}`, 422, "INVALID_PAYLOAD");
+		if (!kind) throw contractError("INVALID_PAYLOAD", `unknown file kind ${JSON.stringify(payload?.kind)}`);
 		if (!Array.isArray(payload.header) || !Array.isArray(payload.fields) || payload.fields.length === 0) {
-			throw new Errors.MoleculerClientError("the row could not be read from the file; fix the file and drop it again", 422, "INVALID_PAYLOAD");
+			throw contractError("INVALID_PAYLOAD", "the row could not be read from the file; fix the file and drop it again");
 		}
 		const prepared = prepareRow(kind, payload);
-		if (prepared.kind === "fail") throw new Errors.MoleculerClientError(`still invalid: ${prepared.reason}`, 422, "INVALID_ROW", { reason: prepared.reason });
+		if (prepared.kind === "fail") throw contractError("INVALID_ROW", `still invalid: ${prepared.reason}`, { reason: prepared.reason });
 		if (prepared.kind === "skip") return { outcome: "skipped" };
 		return { outcome: await deliverEvent(this.broker, prepared.event, { caller: CALLER }) };
 	}
@@ -448,12 +416,12 @@ type FilesService = Service & FilesVars;
 export function createIngestFilesService(config: Config): ServiceSchema {
 	const cfg = config.sources.files;
 	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, FilesVars> = {
-		name: "ingestFiles",
+		name: IngestFiles.service,
 		actions: {
 			/** Looks at the inbox now (the watcher and the periodic scan do this anyway). */
 			scan: {
 				async handler(this: FilesService) {
-					if (!this.inboxer) throw new Errors.MoleculerError("file drops are off (FILES_INBOX=off)", 503, "FILES_OFF");
+					if (!this.inboxer) throw contractError("FILES_OFF", "file drops are off (FILES_INBOX=off)");
 					await this.inboxer.requestScan();
 					return { inbox: this.inboxer.inbox, recent: this.inboxer.recent };
 				}
@@ -462,19 +430,19 @@ export function createIngestFilesService(config: Config): ServiceSchema {
 			importFile: {
 				params: { path: { type: "string", min: 1 }, kind: { type: "string", optional: true } },
 				async handler(this: FilesService, ctx: Context<{ path: string; kind?: string }>) {
-					if (!this.inboxer) throw new Errors.MoleculerError("file drops are off (FILES_INBOX=off)", 503, "FILES_OFF");
+					if (!this.inboxer) throw contractError("FILES_OFF", "file drops are off (FILES_INBOX=off)");
 					return this.inboxer.importFile(path.resolve(ctx.params.path), { kindName: ctx.params.kind, move: false });
 				}
 			},
 			retryRow: {
 				params: { payload: { type: "object" } },
 				async handler(this: FilesService, ctx: Context<{ payload: RowPayload }>) {
-					if (!this.inboxer) throw new Errors.MoleculerError("file drops are off (FILES_INBOX=off)", 503, "FILES_OFF");
+					if (!this.inboxer) throw contractError("FILES_OFF", "file drops are off (FILES_INBOX=off)");
 					return this.inboxer.retryRow(ctx.params.payload);
 				}
 			},
 			status: {
-				handler(this: FilesService) {
+				handler(this: FilesService): FilesStatus {
 					return { enabled: this.inboxer !== null, inbox: cfg.inbox, kinds: cfg.kinds.map(k => k.name), current: this.inboxer?.current ?? null, recent: this.inboxer?.recent ?? [] };
 				}
 			}

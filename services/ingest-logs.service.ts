@@ -6,23 +6,24 @@ import { createHash } from "node:crypto";
 import { watch, type FSWatcher, type Stats } from "node:fs";
 import { open, readdir, stat, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import { Errors } from "moleculer";
 import type { Context, Logger, Service, ServiceBroker, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
 import type { LogSource, LogsConfig } from "../config/sources.config.ts";
 import { validateEvent } from "../models/cloud-event.validator.ts";
 import type { KnownCloudEvent } from "../models/event-data.schemas.ts";
-import { EntryMerger, interpretEntry, LOG_FORMATS, type LogEntry, type LogFormat } from "../models/access-log.parser.ts";
+import { EntryMerger, interpretEntry, LOG_FORMATS, type LogEntry } from "../models/access-log.parser.ts";
 import { maskPii } from "../models/pii.mask.ts";
 import { KeyedQueue } from "../mixins/keyed.queue.ts";
 import {
-	addToTally, countItem, deliverEvent, deliverOrDeadLetter, DeliveryUnavailable, newTally, recordDeadLetter, type ItemOutcome, type Tally
+	addToTally, countItem, deliverEvent, deliverOrDeadLetter, DeliveryUnavailable, newTally, recordDeadLetter, type ItemOutcome
 } from "../mixins/source-delivery.ts";
+import { IngestLogs, type LogEntryPayload, type TailStatus } from "../models/contract/index.ts";
+import { contractError } from "../runtime/contract-error.ts";
 import { createSourceStateStore, type SourceStateStore } from "../mixins/source-state.store.ts";
 
 export const LOGS_SOURCE = "logs";
 const CALLER = "ingest-logs";
-const RETRY_ACTION = "ingestLogs.retryEntry";
+const RETRY_ACTION = IngestLogs.retryEntry.name;
 const CHUNK_BYTES = 64 * 1024;
 /** A line this long without a line end is cut off and dead-lettered: the reader never holds more. */
 const MAX_LINE_BYTES = 256 * 1024;
@@ -36,15 +37,6 @@ interface TailPosition {
 	ino: number;
 	offset: number;
 	at: string;
-}
-
-/** A dead-lettered log entry, PII already masked. */
-export interface LogEntryPayload {
-	source: string;
-	format: LogFormat;
-	ino: number;
-	offset: number;
-	text: string;
 }
 
 type Prepared = { kind: "event"; event: KnownCloudEvent } | { kind: "skip"; reason: string } | { kind: "fail"; reason: string };
@@ -79,18 +71,6 @@ async function statOrNull(file: string): Promise<Stats | null> {
 		if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
 		throw err;
 	}
-}
-
-export interface TailStatus {
-	name: string;
-	format: LogFormat;
-	path: string;
-	offset: number;
-	ino: number;
-	tally: Tally;
-	/** Skipped entries by reason (anonymous, static asset, …). */
-	skipped: Record<string, number>;
-	lastError: string | null;
 }
 
 /** Follows one log file. Ticks (poll timer, fs.watch) are serialized: one read loop at a time per file. */
@@ -348,7 +328,7 @@ export class LogTail {
 			source: this.src.name, format: this.src.format, ino: this.ino, offset: entry.start, text: maskPii(entry.text).slice(0, MAX_PAYLOAD_CHARS)
 		};
 		await recordDeadLetter(this.broker, { source: LOGS_SOURCE, reason: maskPii(reason), payload, retryAction: RETRY_ACTION, dedupKey: `logs/${this.src.name}/${this.ino}/${entry.start}` });
-		this.count("dead-lettered");
+		this.count("dead_lettered");
 	}
 
 	private count(outcome: ItemOutcome): void {
@@ -382,7 +362,7 @@ type LogsService = Service & LogsVars;
 export function createIngestLogsService(config: Config): ServiceSchema {
 	const cfg = config.sources.logs;
 	const schema: ServiceSchema<ServiceSettingSchema, Record<string, never>, LogsVars> = {
-		name: "ingestLogs",
+		name: IngestLogs.service,
 		actions: {
 			status: {
 				handler(this: LogsService) {
@@ -403,10 +383,10 @@ export function createIngestLogsService(config: Config): ServiceSchema {
 					const p = ctx.params.payload;
 					const src = cfg.sources.find(s => s.name === p?.source);
 					if (!src || typeof p.text !== "string" || !(LOG_FORMATS as readonly string[]).includes(p.format)) {
-						throw new Errors.MoleculerClientError("not a log entry dead letter of a configured source", 422, "INVALID_PAYLOAD");
+						throw contractError("INVALID_PAYLOAD", "not a log entry dead letter of a configured source");
 					}
 					const prepared = prepareEntry(src, { text: p.text, start: Number(p.offset) || 0, end: 0 }, Number(p.ino) || 0, cfg.customerParam);
-					if (prepared.kind === "fail") throw new Errors.MoleculerClientError(`still invalid: ${prepared.reason}`, 422, "INVALID_ENTRY", { reason: prepared.reason });
+					if (prepared.kind === "fail") throw contractError("INVALID_ENTRY", `still invalid: ${prepared.reason}`, { reason: prepared.reason });
 					if (prepared.kind === "skip") return { outcome: "skipped" };
 					return { outcome: await deliverEvent(this.broker, prepared.event, { caller: CALLER }) };
 				}

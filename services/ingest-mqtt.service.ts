@@ -7,36 +7,28 @@ import mqtt from "mqtt";
 import type { IClientOptions, IPublishPacket, MqttClient } from "mqtt";
 import { Aedes } from "aedes";
 import type { Client as AedesClient, PublishPacket } from "aedes";
-import { Errors } from "moleculer";
-import type { CallingOptions, Context, Logger, Service, ServiceBroker, ServiceSchema } from "moleculer";
+import type { Context, Logger, Service, ServiceBroker, ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
-import type { HandleResult } from "../actors/host/actor-host.ts";
 import { TELEMETRY_TOPIC_FILTER, checkBinding, deviceIdFromTopic, parseTelemetry } from "../models/telemetry.schema.ts";
-import { BINDING_CHANGED_EVENT } from "./devices.service.ts";
+import {
+	call, Customers, DeadLetters, DeviceEvents, Devices, IngestMqtt, isRetryable, type DeadLetterCode, type HandleResult, type MqttDeadLetterPayload,
+	type MqttOutcome
+} from "../models/contract/index.ts";
+import { contractError } from "../runtime/contract-error.ts";
 
 export const DEAD_LETTER_SOURCE = "mqtt";
-export const REPROCESS_ACTION = "ingest-mqtt.reprocess";
+export const REPROCESS_ACTION = IngestMqtt.reprocess.name;
 /** The most of a payload a dead letter keeps: enough to see what was sent, bounded against a flood of junk. */
 const DEAD_LETTER_PAYLOAD_BYTES = 64 * 1024;
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 5_000;
 const WARN_EVERY_MS = 10_000;
 /** Calls are made outside any request context: naming the caller lets the metrics count them as source "mqtt". */
-const CALLER = { caller: "ingest-mqtt" } as CallingOptions;
+const CALLER = { caller: IngestMqtt.service };
 /** Any topic of the telemetry shape, valid device id or not: a bad id is dead-lettered, not ignored. */
 const TELEMETRY_TOPIC = /^crm\/devices\/[^/]+\/telemetry$/;
 
-export type Outcome = "applied" | "duplicate" | "dead_lettered";
-
-/** The original input as a dead letter keeps it, and as `ingest-mqtt.reprocess` takes it back. */
-export interface MqttDeadLetterPayload {
-	topic: string;
-	/** The payload as text when it is UTF-8, else as base64. */
-	payload?: string;
-	payloadBase64?: string;
-	/** Set when only the first DEAD_LETTER_PAYLOAD_BYTES were kept. */
-	truncatedFrom?: number;
-}
+export type Outcome = MqttOutcome;
 
 /** Thrown to whoever waits on a message when the service stops first: the message must stay unacknowledged. */
 class StoppingError extends Error {
@@ -45,10 +37,6 @@ class StoppingError extends Error {
 
 class InvalidReading extends Error {
 	override name = "InvalidReading";
-}
-
-function isRetryable(err: unknown): boolean {
-	return (err as { retryable?: unknown } | null)?.retryable === true;
 }
 
 export function toDeadLetterPayload(topic: string, payload: Uint8Array): MqttDeadLetterPayload {
@@ -113,7 +101,7 @@ export class TelemetryPipeline {
 		try {
 			return await this.process(p.topic, bytes, false);
 		} catch (err) {
-			if (err instanceof InvalidReading) throw new Errors.MoleculerClientError(err.message, 422, "INVALID_TELEMETRY", { reason: err.message });
+			if (err instanceof InvalidReading) throw contractError("INVALID_TELEMETRY", err.message, { reason: err.message });
 			throw err;
 		}
 	}
@@ -129,11 +117,11 @@ export class TelemetryPipeline {
 	}
 
 	private async process(topic: string, payload: Uint8Array, deadLetter: boolean): Promise<Outcome> {
-		const reject = async (reasonCode: string, reason: string): Promise<Outcome> => {
+		const reject = async (reasonCode: DeadLetterCode, reason: string): Promise<Outcome> => {
 			if (!deadLetter) throw new InvalidReading(reason);
 			// A redelivery of the same message (its PUBACK was lost) keeps one dead letter.
 			const dedupKey = `mqtt/${createHash("sha256").update(topic).update("\n").update(payload).digest("hex")}`;
-			await this.retrying("dead letter", () => this.broker.call("deadLetters.record", {
+			await this.retrying("dead letter", () => call(this.broker, DeadLetters.record, {
 				source: DEAD_LETTER_SOURCE, reason, reasonCode, payload: toDeadLetterPayload(topic, payload), retryAction: REPROCESS_ACTION, dedupKey
 			}, CALLER), true);
 			return "dead_lettered";
@@ -148,11 +136,11 @@ export class TelemetryPipeline {
 		if (unbound !== undefined) return reject(boundTo === null ? "unbound_device" : "binding_mismatch", unbound);
 		let result: HandleResult;
 		try {
-			result = await this.retrying("customers.handle", () => this.broker.call<HandleResult, unknown>("customers.handle", { customerId: parsed.customerId, event: parsed.event }, CALLER), false);
+			result = await this.retrying(Customers.handle.name, () => call(this.broker, Customers.handle, { customerId: parsed.customerId, event: parsed.event }, CALLER), false);
 		} catch (err) {
 			if (err instanceof StoppingError || isRetryable(err)) throw err;
 			// Only a client error gets here (the actor refused the event): that is the reading's fault, not ours.
-			return reject("refused", `customers.handle refused the reading: ${(err as Error).message}`);
+			return reject("rejected", `customers.handle refused the reading: ${(err as Error).message}`);
 		}
 		return result.applied ? "applied" : "duplicate";
 	}
@@ -161,7 +149,7 @@ export class TelemetryPipeline {
 		const cached = this.bindings.get(deviceId);
 		const now = Date.now();
 		if (cached !== undefined && cached.until > now) return cached.customerId;
-		const { customerId } = await this.broker.call<{ customerId: string | null }, { deviceId: string }>("devices.lookup", { deviceId }, CALLER);
+		const { customerId } = await call(this.broker, Devices.lookup, { deviceId }, CALLER);
 		this.bindings.set(deviceId, { customerId, until: now + this.config.edge.mqtt.bindingCacheMs });
 		if (this.bindings.size > 100_000) this.bindings.delete(this.bindings.keys().next().value as string);
 		return customerId;
@@ -224,7 +212,7 @@ const DEFER_ACK = new Error("PUBACK deferred until the reading is persisted");
 
 export function createIngestMqttService(config: Config): ServiceSchema {
 	const schema = {
-		name: "ingest-mqtt",
+		name: IngestMqtt.service,
 		actions: {
 			reprocess: {
 				visibility: "public",
@@ -235,13 +223,13 @@ export function createIngestMqttService(config: Config): ServiceSchema {
 					}
 				},
 				async handler(this: IngestMqttService, ctx: Context<{ payload: MqttDeadLetterPayload }>) {
-					if (ctx.params.payload.truncatedFrom !== undefined) throw new Errors.MoleculerClientError("the dead letter kept only part of the payload; it cannot be re-processed", 422, "INVALID_TELEMETRY");
+					if (ctx.params.payload.truncatedFrom !== undefined) throw contractError("INVALID_TELEMETRY", "the dead letter kept only part of the payload; it cannot be re-processed");
 					return { outcome: await this.pipeline.reprocess(ctx.params.payload) };
 				}
 			}
 		},
 		events: {
-			[BINDING_CHANGED_EVENT](this: IngestMqttService, ctx: Context<{ deviceId: string }>) {
+			[DeviceEvents.bindingChanged.name](this: IngestMqttService, ctx: Context<{ deviceId: string }>) {
 				this.pipeline.forgetBinding(ctx.params.deviceId);
 			}
 		},

@@ -20,10 +20,10 @@ import { validateEvent } from "../models/cloud-event.validator.ts";
 import { EVENT_TYPES, type CloudEvent } from "../models/cloud-event.ts";
 import type { MarketSignalData } from "../models/event-data.schemas.ts";
 import { MarketDeduplicator, marketContentKey } from "../actors/market-dedup.ts";
-import type { HandleResult } from "../actors/host/actor-host.ts";
+import { call, Customers, DeadLetters, IngestNats, type HandleResult, type IngestNatsStats } from "../models/contract/index.ts";
 import { connectNats, isNotFound } from "../mixins/nats-connection.ts";
 import { M } from "../mixins/metrics.mixin.ts";
-import { OrderedJetStreamConsumer, type Failure, type OrderedConsumerStats, type Prepared } from "../mixins/ordered-jetstream.consumer.ts";
+import { OrderedJetStreamConsumer, type Failure, type Prepared } from "../mixins/ordered-jetstream.consumer.ts";
 
 export const EVENTS_STREAM = "CRM_EVENTS";
 export const EVENTS_SUBJECT_PREFIX = "crm.events.";
@@ -57,12 +57,6 @@ function codeForValidation(reason: string): string {
 	if (reason.includes("exceeds 64 KiB")) return "oversize";
 	if (reason.includes("forbidden key")) return "forbidden_key";
 	return "invalid_event";
-}
-
-export interface IngestNatsStats extends OrderedConsumerStats {
-	nodeID: string;
-	duplicates: number;
-	marketDuplicates: number;
 }
 
 interface IngestNatsVars {
@@ -192,7 +186,7 @@ export function createIngestNatsService(config: Config): ServiceSchema {
 		}
 		const customerId = event.subject;
 		const handle = async (): Promise<HandleResult> => {
-			const r = await this.broker.call<HandleResult, unknown>("customers.handle", { customerId, event }, { retries: 0, timeout: cfg.handleTimeoutMs, caller: "ingest-nats" });
+			const r = await call(this.broker, Customers.handle, { customerId, event }, { retries: 0, timeout: cfg.handleTimeoutMs, caller: IngestNats.service });
 			if (!r.applied) this.counts.duplicates++;
 			this.count(r.applied ? "applied" : "duplicate");
 			return r;
@@ -236,7 +230,7 @@ export function createIngestNatsService(config: Config): ServiceSchema {
 	}
 
 	const schema: ServiceSchema<ServiceSettingSchema, IngestNatsMethods, IngestNatsVars> = {
-		name: "ingest-nats",
+		name: IngestNats.service,
 		actions: {
 			stats: {
 				visibility: "public",
@@ -253,16 +247,16 @@ export function createIngestNatsService(config: Config): ServiceSchema {
 			async deadLetter(this: IngestNatsService, m: JsMsg, reason: string, code: string): Promise<void> {
 				const source = m.subject.startsWith(MARKET_SUBJECT_PREFIX) ? "market" : "nats";
 				const msgId = m.headers?.get("Nats-Msg-Id") || undefined;
-				await this.broker.call("deadLetters.record", {
+				await call(this.broker, DeadLetters.record, {
 					source, reason, reasonCode: code, ...decodePayload(m.data), subject: m.subject, msgId,
 					// A redelivery of the same message must not make a second dead letter.
 					dedupKey: `nats/${EVENTS_STREAM}/${m.seq}`
-				}, { retries: 0, timeout: cfg.handleTimeoutMs, caller: "ingest-nats" });
+				}, { retries: 0, timeout: cfg.handleTimeoutMs, caller: IngestNats.service });
 				this.count("dead_lettered");
 			},
 			/** One customer's consecutive events in one call: applied in order, persisted together. */
 			async handleMany(this: IngestNatsService, customerId: string, events: unknown[]): Promise<void> {
-				const results = await this.broker.call<HandleResult[], unknown>("customers.handleMany", { customerId, events }, { retries: 0, timeout: cfg.handleTimeoutMs, caller: "ingest-nats" });
+				const results = await call(this.broker, Customers.handleMany, { customerId, events: events as CloudEvent[] }, { retries: 0, timeout: cfg.handleTimeoutMs, caller: IngestNats.service });
 				for (const r of results) {
 					if (!r.applied) this.counts.duplicates++;
 					this.count(r.applied ? "applied" : "duplicate");
@@ -320,7 +314,7 @@ export function createIngestNatsService(config: Config): ServiceSchema {
 				maxBatch,
 				classify,
 				deadLetter: (m, reason, code) => this.deadLetter(m, reason, code),
-				ready: () => this.broker.registry.getServiceList({ onlyAvailable: true }).some((s: { name: string }) => s.name === "customers"),
+				ready: () => this.broker.registry.getServiceList({ onlyAvailable: true }).some((s: { name: string }) => s.name === Customers.service),
 				onLeadership: leading => {
 					if (this.broker.isMetricsEnabled()) this.broker.metrics.set(LEADER_METRIC, leading ? 1 : 0);
 				},

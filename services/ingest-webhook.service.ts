@@ -11,36 +11,18 @@ import { validateEvents } from "../models/cloud-event.validator.ts";
 import { mapWebhookBody } from "../models/webhook-mappers.ts";
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyWebhookSignature } from "../models/webhook-signature.ts";
 import { applyEvents, sendJson } from "./api.service.ts";
-import { createIdempotencyStore, type IdempotencyStore, type StoredResponse } from "./webhook-idempotency.store.ts";
+import { createIdempotencyStore, type IdempotencyStore } from "./webhook-idempotency.store.ts";
+import {
+	call, DeadLetters, IngestWebhook, type ReceiveParams, type StoredResponse, type WebhookDeadLetterPayload, type WebhookResponse
+} from "../models/contract/index.ts";
+import { contractError } from "../runtime/contract-error.ts";
 
 export const DEAD_LETTER_SOURCE = "webhook";
-export const REPROCESS_ACTION = "ingest-webhook.reprocess";
+export const REPROCESS_ACTION = IngestWebhook.reprocess.name;
 const SOURCE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 /** Printable ASCII without spaces, as the IETF Idempotency-Key draft and every provider use. */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 const DEAD_LETTER_BODY_CHARS = 64 * 1024;
-
-export interface ReceiveParams {
-	/** The `:source` of the URL. */
-	source: string;
-	/** The raw request body as text (already authenticated by its signature); base64 when it is not UTF-8. */
-	body: string;
-	bodyEncoding?: "base64";
-	idempotencyKey?: string;
-}
-
-export interface WebhookResponse extends StoredResponse {
-	headers?: Record<string, string>;
-}
-
-/** A webhook body as a dead letter keeps it, and as `ingest-webhook.reprocess` takes it back. */
-export interface WebhookDeadLetterPayload {
-	source: string;
-	body: string;
-	/** The body was not UTF-8: `body` holds its bytes as base64. */
-	bodyEncoding?: "base64";
-	truncatedFrom?: number;
-}
 
 type Outcome = { ok: true; accepted: number; duplicates: number } | { ok: false; errors: { index: number; reason: string }[] };
 
@@ -64,7 +46,7 @@ async function unavailableOnError<T>(p: Promise<T>): Promise<T> {
 	try {
 		return await p;
 	} catch (err) {
-		throw new Errors.MoleculerRetryableError(`idempotency store unavailable: ${(err as Error).message}`, 503, "STORE_UNAVAILABLE");
+		throw contractError("STORE_UNAVAILABLE", `idempotency store unavailable: ${(err as Error).message}`);
 	}
 }
 
@@ -77,7 +59,7 @@ function errorStatus(err: unknown): number {
 export function createIngestWebhookService(config: Config): ServiceSchema {
 	const edge = config.edge.webhook;
 	const schema = {
-		name: "ingest-webhook",
+		name: IngestWebhook.service,
 		actions: {
 			receive: {
 				visibility: "public",
@@ -125,9 +107,9 @@ export function createIngestWebhookService(config: Config): ServiceSchema {
 				params: { payload: { type: "object", props: { source: { type: "string", pattern: SOURCE_NAME }, body: "string", bodyEncoding: { type: "equal", value: "base64", optional: true }, truncatedFrom: { type: "number", optional: true } } } },
 				async handler(this: IngestWebhookService, ctx: Context<{ payload: WebhookDeadLetterPayload }>) {
 					const { source, body, bodyEncoding, truncatedFrom } = ctx.params.payload;
-					if (truncatedFrom !== undefined) throw new Errors.MoleculerClientError("the dead letter kept only part of the body; it cannot be re-processed", 422, "INVALID_EVENTS");
+					if (truncatedFrom !== undefined) throw contractError("INVALID_PAYLOAD", "the dead letter kept only part of the body; it cannot be re-processed");
 					const outcome = await this.process(source, body, bodyEncoding, ctx);
-					if (!outcome.ok) throw new Errors.MoleculerClientError(describe(outcome.errors), 422, "INVALID_EVENTS", { errors: outcome.errors });
+					if (!outcome.ok) throw contractError("INVALID_EVENTS", describe(outcome.errors), { errors: outcome.errors });
 					return { accepted: outcome.accepted, duplicates: outcome.duplicates };
 				}
 			}
@@ -158,7 +140,7 @@ export function createIngestWebhookService(config: Config): ServiceSchema {
 				// The same body delivered again (no Idempotency-Key, a provider retry) keeps one dead letter.
 				const dedupKey = `webhook/${source}/${sha256Hex(body)}`;
 				const reasonCode = errors.some(e => e.reason.startsWith("body is not valid JSON")) ? "invalid_json" : bodyEncoding !== undefined ? "invalid_encoding" : "invalid_event";
-				await ctx.call("deadLetters.record", { source: DEAD_LETTER_SOURCE, reason: `/webhooks/${source}: ${describe(errors)}`, reasonCode, payload, retryAction: REPROCESS_ACTION, dedupKey });
+				await call(ctx, DeadLetters.record, { source: DEAD_LETTER_SOURCE, reason: `/webhooks/${source}: ${describe(errors)}`, reasonCode, payload, retryAction: REPROCESS_ACTION, dedupKey });
 			}
 		},
 		created(this: IngestWebhookService) {
@@ -235,7 +217,7 @@ export function createWebhookRoute(config: Config): ApiRouteSchema {
 				try {
 					const body: Pick<ReceiveParams, "body" | "bodyEncoding"> = isUtf8(raw) ? { body: raw.toString("utf8") } : { body: raw.toString("base64"), bodyEncoding: "base64" };
 					const params: ReceiveParams = { source, ...body, ...(idempotencyKey !== undefined ? { idempotencyKey } : {}) };
-					const out = await this.broker.call<WebhookResponse, ReceiveParams>("ingest-webhook.receive", params);
+					const out = await call(this.broker, IngestWebhook.receive, params);
 					for (const [k, v] of Object.entries(out.headers ?? {})) res.setHeader(k, v);
 					sendJson(res, out.status, out.body);
 				} catch (err) {

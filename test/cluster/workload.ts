@@ -5,7 +5,7 @@ import { emptyCustomerState, reduce } from "../../actors/customer.reducer.ts";
 import type { ReduceContext } from "../../actors/customer-actor.types.ts";
 import type { CustomerState } from "../../models/customer-state.ts";
 import { validateEvent } from "../../models/cloud-event.validator.ts";
-import { toCustomerView } from "../../services/customers.service.ts";
+import { toCustomerView } from "../../models/contract/index.ts";
 
 export interface RawEvent {
 	specversion: "1.0";
