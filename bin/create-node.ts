@@ -1,4 +1,7 @@
 // Builds one node: broker + the services SERVICES asks for, with their dependencies passed in (no globals).
+import { readdir } from "node:fs/promises";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { ServiceBroker } from "moleculer";
 import type { ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
@@ -11,9 +14,6 @@ import { createApiService } from "../services/api.service.ts";
 import { createDashboardService, dashboardRoute } from "../services/dashboard.service.ts";
 import { loadChurnScorer } from "../ml/churn-scorer.ts";
 import { createDeadLettersService } from "../services/dead-letters.service.ts";
-import { createIngestNatsService } from "../services/ingest-nats.service.ts";
-import { createIngestMqttService } from "../services/ingest-mqtt.service.ts";
-import { createIngestWebhookService, createWebhookRoute } from "../services/ingest-webhook.service.ts";
 import { createDevicesService } from "../services/devices.service.ts";
 import { riskRulesFor } from "../services/rules/risk-rules.ts";
 import { createRulesService } from "../services/rules.service.ts";
@@ -22,14 +22,33 @@ import { createTicketsService } from "../services/tickets.service.ts";
 import { createWorkflowsService } from "../services/workflows.service.ts";
 import { createOpportunitiesService } from "../services/opportunities.service.ts";
 import { createScoringService } from "../services/scoring.service.ts";
-import { createIngestFilesService } from "../services/ingest-files.service.ts";
-import { createIngestErpService } from "../services/ingest-erp.service.ts";
-import { createIngestLogsService } from "../services/ingest-logs.service.ts";
+import type { SourceModule } from "../mixins/source.mixin.ts";
 
 interface NodeContext {
 	config: Config;
 	broker: ServiceBroker;
 }
+
+const SERVICES_DIR = path.resolve(import.meta.dirname, "../services");
+const SOURCE_FILE = /^(ingest-[a-z0-9-]+)\.service\.ts$/;
+
+/**
+ * The sources: every services/ingest-<name>.service.ts, by its SERVICES name. A source is its file (and its config
+ * section): nothing to register anywhere else.
+ */
+async function findSources(): Promise<Map<string, SourceModule>> {
+	const sources = new Map<string, SourceModule>();
+	for (const file of (await readdir(SERVICES_DIR)).sort()) {
+		const name = SOURCE_FILE.exec(file)?.[1];
+		if (name === undefined) continue;
+		const mod = (await import(pathToFileURL(path.join(SERVICES_DIR, file)).href)) as { source?: SourceModule };
+		if (typeof mod.source?.createService !== "function") throw new Error(`services/${file} must export \`source\` (a SourceModule: createService, routes?)`);
+		sources.set(name, mod.source);
+	}
+	return sources;
+}
+
+const SOURCES = await findSources();
 
 /**
  * Every service a node can run, by the name SERVICES uses. One entry per service; a factory gets the config and
@@ -47,10 +66,8 @@ const SERVICE_FACTORIES: Record<string, (ctx: NodeContext) => ServiceSchema | Pr
 		});
 		return createCustomersService({ config, store, churnScorer, riskRules });
 	},
-	api: ({ config }) => createApiService(config, [createWebhookRoute(config), dashboardRoute()]),
+	api: ({ config }) => createApiService(config, [...[...SOURCES.values()].flatMap(s => s.routes?.(config) ?? []), dashboardRoute()]),
 	dashboard: ({ config }) => createDashboardService(config),
-	"ingest-mqtt": ({ config }) => createIngestMqttService(config),
-	"ingest-webhook": ({ config }) => createIngestWebhookService(config),
 	devices: ({ config }) => createDevicesService(config),
 	opportunities: ({ config }) => createOpportunitiesService(config),
 	scoring: ({ config }) => createScoringService(config),
@@ -58,11 +75,8 @@ const SERVICE_FACTORIES: Record<string, (ctx: NodeContext) => ServiceSchema | Pr
 	agents: ({ config }) => createAgentsService(config),
 	tickets: ({ config }) => createTicketsService(config),
 	workflows: ({ config }) => createWorkflowsService(config),
-	"ingest-files": ({ config }) => createIngestFilesService(config),
-	"ingest-erp": ({ config }) => createIngestErpService(config),
 	deadLetters: ({ config }) => createDeadLettersService(config),
-	"ingest-nats": ({ config }) => createIngestNatsService(config),
-	"ingest-logs": ({ config }) => createIngestLogsService(config)
+	...Object.fromEntries([...SOURCES].map(([name, source]) => [name, ({ config }: NodeContext) => source.createService(config)]))
 };
 
 export const ALL_SERVICES = Object.keys(SERVICE_FACTORIES);

@@ -30,6 +30,8 @@ export const M = {
 	eventsDuplicate: "crm_events_duplicate_total",
 	eventsFailed: "crm_events_failed_total",
 	deadLetters: "crm_dead_letters_total",
+	// Counted by every source through its event sink (edge/event.sink.ts).
+	sourceItems: "crm_source_items_total",
 	activations: "crm_actor_activations_total",
 	passivations: "crm_actor_passivations_total",
 	conflicts: "crm_actor_conflicts_total",
@@ -53,6 +55,7 @@ export const METRIC_DEFINITIONS: readonly MetricDefinition[] = [
 	{ name: M.eventsDuplicate, type: "counter", labelNames: ["source"], description: "Events recognised as already applied (same source + id) and acknowledged without effect" },
 	{ name: M.eventsFailed, type: "counter", labelNames: ["source", "type"], description: "Calls to the actors that failed, by error type (INVALID_EVENT, VERSION_CONFLICT, STORE_UNAVAILABLE, …)" },
 	{ name: M.deadLetters, type: "counter", labelNames: ["source", "reason"], description: "Inputs sent to the dead-letter stream, by source and (normalised) reason" },
+	{ name: M.sourceItems, type: "counter", labelNames: ["source", "outcome"], description: "Input items of every source (events, rows, log entries, readings, messages) by outcome: applied, duplicate, dead_lettered, skipped, market_duplicate" },
 	{ name: M.activations, type: "counter", labelNames: [], description: "Actors activated (loaded into memory) on this node" },
 	{ name: M.passivations, type: "counter", labelNames: [], description: "Actors passivated (dropped from memory: idle timeout, LRU cap, moved to another node)" },
 	{ name: M.conflicts, type: "counter", labelNames: [], description: "Writes that lost their compare-and-set (another node wrote the customer); re-routed" },

@@ -3,6 +3,9 @@
 // acknowledges a message only after its effect is durable. docs/ingestion.md explains why this keeps per-customer
 // order across redeliveries and failover.
 import { StringCodec, type ConsumerMessages, type JetStreamManager, type JsMsg, type NatsConnection } from "nats";
+import type { DeadLetterCode } from "../models/contract/index.ts";
+import { KeyedQueue } from "../lib/keyed.queue.ts";
+import { backoff } from "../lib/retry.ts";
 import { KvLease } from "./jetstream.lease.ts";
 
 /** A delivered message, parsed once, in stream order. */
@@ -25,7 +28,7 @@ export type Failure =
 	/** Transient (store or network down): retried in place, with backoff, for as long as it takes. */
 	| { kind: "retry" }
 	/** The input itself is bad: dead-lettered at once. */
-	| { kind: "dead"; reason: string; code: string }
+	| { kind: "dead"; reason: string; code: DeadLetterCode }
 	/** Unexpected: retried, and dead-lettered once deliveries plus attempts reach maxDeliver. */
 	| { kind: "attempt"; reason: string };
 
@@ -64,7 +67,7 @@ export interface OrderedConsumerOptions {
 	maxBatch: number;
 	classify(err: unknown): Failure;
 	/** Stores the message as a dead letter; must be durable when it resolves (it is then acknowledged). */
-	deadLetter(m: JsMsg, reason: string, code: string): Promise<void>;
+	deadLetter(m: JsMsg, reason: string, code: DeadLetterCode): Promise<void>;
 	/** Whether this node can apply messages now (e.g. the customers service is reachable); checked before leading. */
 	ready?(): boolean;
 	onOutcome?(outcome: "applied" | "dead_lettered", m: JsMsg): void;
@@ -122,10 +125,12 @@ export class OrderedJetStreamConsumer {
 	private barrierTimer: NodeJS.Timeout | null = null;
 	private lastDeliverySeq: number | null = null;
 	/**
-	 * Admitted messages of each key, in stream order, and whether a runner is working through them. Kept across
-	 * epochs so a new epoch's messages wait behind an old epoch's message still in flight.
+	 * Admitted messages of each key not yet taken, in stream order; one turn of `keys` runs per admitted message and
+	 * takes the next one (or a run of batchable ones). Kept across epochs so a new epoch's messages wait behind an old
+	 * epoch's message still in flight.
 	 */
-	private readonly queues = new Map<string, { entries: Array<{ item: Item; prepared: Prepared }>; done: Promise<void> | null }>();
+	private readonly waiting = new Map<string, Array<{ item: Item; prepared: Prepared }>>();
+	private readonly keys = new KeyedQueue();
 	/** Acks sent and not yet confirmed by a round trip, by stream sequence. */
 	private readonly unconfirmed = new Map<number, { msg: JsMsg; key: string | null }>();
 	private readonly unconfirmedPerKey = new Map<string, number>();
@@ -178,7 +183,7 @@ export class OrderedJetStreamConsumer {
 			clearTimeout(s.timer);
 			s.resolve();
 		}
-		await withTimeout(Promise.allSettled([...this.queues.values()].map(q => q.done)), graceMs);
+		await withTimeout(this.keys.idle(), graceMs);
 		if (wasLeading && this.connected) {
 			// Not yet applied: handed back at once instead of after ack-wait.
 			for (const item of this.items.values()) item.msg.nak();
@@ -378,32 +383,28 @@ export class OrderedJetStreamConsumer {
 			void this.execute(item, prepared);
 			return;
 		}
-		let queue = this.queues.get(key);
-		if (!queue) {
-			queue = { entries: [], done: null };
-			this.queues.set(key, queue);
-		}
-		queue.entries.push({ item, prepared });
-		if (queue.done === null) queue.done = this.drainKey(key, queue);
+		const entries = this.waiting.get(key);
+		if (entries) entries.push({ item, prepared });
+		else this.waiting.set(key, [{ item, prepared }]);
+		void this.keys.run(key, () => this.runNext(key));
 	}
 
-	/** Works through one key's messages in order: one at a time, or a run of batchable ones together. */
-	private async drainKey(key: string, queue: { entries: Array<{ item: Item; prepared: Prepared }>; done: Promise<void> | null }): Promise<void> {
-		try {
-			while (queue.entries.length > 0) {
-				const first = queue.entries[0];
-				let n = 1;
-				if (first.prepared.batch !== undefined && this.opts.runBatch) {
-					while (n < queue.entries.length && n < this.opts.maxBatch && queue.entries[n].prepared.batch !== undefined && queue.entries[n].item.epoch === first.item.epoch) n++;
-				}
-				const run = queue.entries.splice(0, n);
-				if (run.length === 1) await this.execute(run[0].item, run[0].prepared);
-				else await this.executeBatch(key, run);
-			}
-		} finally {
-			queue.done = null;
-			if (queue.entries.length === 0 && this.queues.get(key) === queue) this.queues.delete(key);
+	/**
+	 * One turn of a key: its next message, or a run of batchable ones together (a later turn then finds them taken
+	 * and has nothing to do). Turns of one key never overlap, so its messages are applied in stream order.
+	 */
+	private async runNext(key: string): Promise<void> {
+		const entries = this.waiting.get(key);
+		if (!entries || entries.length === 0) return;
+		const first = entries[0];
+		let n = 1;
+		if (first.prepared.batch !== undefined && this.opts.runBatch) {
+			while (n < entries.length && n < this.opts.maxBatch && entries[n].prepared.batch !== undefined && entries[n].item.epoch === first.item.epoch) n++;
 		}
+		const run = entries.splice(0, n);
+		if (entries.length === 0) this.waiting.delete(key);
+		if (run.length === 1) await this.execute(run[0].item, run[0].prepared);
+		else await this.executeBatch(key, run);
 	}
 
 	/**
@@ -497,7 +498,7 @@ export class OrderedJetStreamConsumer {
 		}
 	}
 
-	private async deadLetter(item: Item, reason: string, code: string): Promise<boolean> {
+	private async deadLetter(item: Item, reason: string, code: DeadLetterCode): Promise<boolean> {
 		for (let retries = 1; ; retries++) {
 			if (item.epoch !== this.epoch) return false;
 			try {
@@ -628,12 +629,6 @@ class PoisonMessageError extends Error {
 /** The ack subject of a delivery (JsMsg's implementation has it; its interface does not declare it). */
 function replyOf(msg: JsMsg): string {
 	return (msg as unknown as { reply: string }).reply;
-}
-
-/** Exponential backoff with full jitter in its upper half. */
-export function backoff(attempt: number, baseMs: number, maxMs: number): number {
-	const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 20));
-	return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
 }
 
 function rejectAfter<T>(p: Promise<T>, ms: number): Promise<T> {

@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { Redis } from "ioredis";
+import { KeyedQueue } from "../lib/keyed.queue.ts";
 
 export interface SourceStateStore {
 	readonly kind: "file" | "redis";
@@ -28,8 +29,9 @@ export interface SourceStateOptions {
 class FileStateStore implements SourceStateStore {
 	readonly kind = "file";
 	private readonly dir: string;
-	// Writes of one key are chained so that a slow earlier write cannot land after a later one.
-	private readonly chains = new Map<string, Promise<void>>();
+	// Reads and writes of one key in the order they were asked for: a slow earlier write cannot land after a later one,
+	// and a read sees every write asked for before it.
+	private readonly keys = new KeyedQueue();
 	private readonly locks = new Set<string>();
 
 	constructor(dataDir: string) {
@@ -40,29 +42,24 @@ class FileStateStore implements SourceStateStore {
 		return path.join(this.dir, `${encodeURIComponent(key)}.json`);
 	}
 
-	async get<T>(key: string): Promise<T | undefined> {
-		await this.chains.get(key);
-		try {
-			return JSON.parse(await readFile(this.file(key), "utf8")) as T;
-		} catch (err) {
-			if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-			throw err;
-		}
+	get<T>(key: string): Promise<T | undefined> {
+		return this.keys.run(key, async () => {
+			try {
+				return JSON.parse(await readFile(this.file(key), "utf8")) as T;
+			} catch (err) {
+				if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+				throw err;
+			}
+		});
 	}
 
 	set(key: string, value: unknown): Promise<void> {
-		const prev = this.chains.get(key) ?? Promise.resolve();
-		const next = prev.catch(() => undefined).then(async () => {
+		return this.keys.run(key, async () => {
 			await mkdir(this.dir, { recursive: true });
 			const tmp = `${this.file(key)}.${randomBytes(4).toString("hex")}.tmp`;
 			await writeFile(tmp, JSON.stringify(value), { flush: true });
 			await rename(tmp, this.file(key));
 		});
-		this.chains.set(key, next);
-		void next.finally(() => {
-			if (this.chains.get(key) === next) this.chains.delete(key);
-		}).catch(() => undefined);
-		return next;
 	}
 
 	async tryLock(name: string): Promise<(() => Promise<void>) | null> {
@@ -74,7 +71,7 @@ class FileStateStore implements SourceStateStore {
 	}
 
 	async close(): Promise<void> {
-		await Promise.allSettled([...this.chains.values()]);
+		await this.keys.idle();
 	}
 }
 

@@ -1,53 +1,21 @@
 // api: the HTTP contract of ARCHITECTURE §9 (moleculer-web): events in, customer reads, risk listing, health, auth.
-import { Buffer, isUtf8 } from "node:buffer";
+import { Buffer } from "node:buffer";
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import ApiGateway from "moleculer-web";
 import type { ApiRouteSchema, ApiSettingsSchema } from "moleculer-web";
-import { Errors } from "moleculer";
 import type { Context, ServiceSchema, Service } from "moleculer";
 import type { Config } from "../config/index.ts";
-import { validateEvents } from "../models/cloud-event.validator.ts";
 import { redactUrl } from "../models/url-redaction.ts";
-import type { CloudEvent } from "../models/cloud-event.ts";
 import { call, Customers } from "../models/contract/index.ts";
+import { SourceMixin, sinkOf } from "../mixins/source.mixin.ts";
 import { contractError } from "../runtime/contract-error.ts";
+import { jsonBodyParser, sendError, sendJson } from "../runtime/http-json.ts";
 
 /** Largest accepted request body: 1000 events of a few hundred bytes fit many times over. */
 const BODY_LIMIT = "8mb";
 
 interface RestParams<B = unknown, Q = Record<string, string>, P = Record<string, string>> { body: B; query: Q; params: P }
-
-export function groupBySubject(events: CloudEvent[]): Map<string, CloudEvent[]> {
-	const groups = new Map<string, CloudEvent[]>();
-	for (const e of events) {
-		const list = groups.get(e.subject);
-		if (list) list.push(e);
-		else groups.set(e.subject, [e]);
-	}
-	return groups;
-}
-
-/**
- * Sends validated events to their actors — one call per customer, its events in order, customers in parallel — and
- * resolves once every change is persisted, with how many were applied and how many were duplicates.
- */
-export async function applyEvents(ctx: Context, events: CloudEvent[]): Promise<{ accepted: number; duplicates: number }> {
-	const results = await Promise.all(
-		[...groupBySubject(events)].map(([customerId, list]) =>
-			list.length === 1
-				? call(ctx, Customers.handle, { customerId, event: list[0] }).then(r => [r])
-				: call(ctx, Customers.handleMany, { customerId, events: list })
-		)
-	);
-	let accepted = 0;
-	let duplicates = 0;
-	for (const list of results) for (const r of list) {
-		if (r.applied) accepted++;
-		else duplicates++;
-	}
-	return { accepted, duplicates };
-}
 
 function sha256(s: string): Buffer {
 	return createHash("sha256").update(s).digest();
@@ -68,44 +36,6 @@ export function createKeyMatcher(keys: readonly string[]): (given: string) => bo
 	};
 }
 
-/** A JSON body must be UTF-8 (RFC 8259 §8.1); refuse other charsets and invalid bytes instead of decoding them lossily. */
-export function verifyUtf8Body(_req: IncomingMessage, _res: ServerResponse, buf: Buffer, encoding: string | null): void {
-	if (encoding !== null && encoding.toLowerCase() !== "utf-8") {
-		throw Object.assign(new Error(`unsupported charset "${encoding}": send UTF-8`), { status: 415, type: "UNSUPPORTED_CHARSET" });
-	}
-	if (!isUtf8(buf)) throw Object.assign(new Error("body is not valid UTF-8"), { status: 400, type: "INVALID_ENCODING" });
-}
-
-/**
- * The body-parser options of a JSON route: UTF-8 only, and no Content-Encoding (a corrupt gzip stream would
- * otherwise surface as a 500 without a status; 415 tells the client what to change).
- */
-export function jsonBodyParser(limit: string) {
-	return { strict: false, limit, inflate: false, verify: verifyUtf8Body };
-}
-
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
-	const text = JSON.stringify(body);
-	res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(text) });
-	res.end(text);
-}
-
-/** Maps any error to the JSON error body clients rely on: `{ errors: [...] }` for invalid events, else `{ error }`. */
-export function sendError(res: ServerResponse, err: Errors.MoleculerError | Error): void {
-	const e = err as Errors.MoleculerError;
-	let status = typeof e.code === "number" && e.code >= 400 && e.code < 600 ? e.code : 500;
-	if (e.type === "VALIDATION_ERROR" || e.type === "INVALID_EVENT") status = 400;
-	if (e.type === "entity.parse.failed") return sendJson(res, 400, { error: { type: "INVALID_JSON", message: `request body is not valid JSON: ${e.message}` } });
-	if (e.type === "INVALID_EVENTS") return sendJson(res, 400, { errors: (e.data as { errors: unknown[] }).errors });
-	if (e.type === "INVALID_EVENT") {
-		const d = (e.data ?? {}) as { index?: number; reason?: string };
-		return sendJson(res, 400, { errors: [{ index: d.index ?? 0, reason: d.reason ?? e.message }] });
-	}
-	const body: Record<string, unknown> = { error: { type: e.type ?? "INTERNAL_ERROR", message: status >= 500 && !e.retryable ? "internal error" : e.message } };
-	if (status < 500 && e.data !== undefined) (body.error as Record<string, unknown>).data = e.data;
-	sendJson(res, status, body);
-}
-
 /**
  * Other services publish their own endpoints under /api/v1 by declaring `rest: "GET /things"` on published actions
  * with `settings.rest: "/"` (moleculer-web auto-aliases; same auth, JSON, `{ body, query, params }` params).
@@ -116,7 +46,8 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 	const authRequired = config.apiKeys.length > 0;
 	return {
 		name: "api",
-		mixins: [ApiGateway],
+		// The API is a source too: events it takes in go through its sink (validated, applied per customer, counted).
+		mixins: [ApiGateway, SourceMixin({ source: "api", caller: "api", config })],
 		settings: {
 			port: config.port,
 			ip: config.host,
@@ -166,9 +97,10 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 				visibility: "published",
 				params: { body: "any" },
 				async handler(this: Service, ctx: Context<RestParams, { $statusCode?: number }>) {
-					const v = validateEvents(ctx.params.body);
+					const sink = sinkOf(this);
+					const v = sink.validateBatch(ctx.params.body);
 					if (!v.ok) throw contractError("INVALID_EVENTS", "invalid events", { errors: v.errors });
-					const counts = await applyEvents(ctx, v.events);
+					const counts = await sink.applyAll(v.events, ctx);
 					ctx.meta.$statusCode = 202;
 					return counts;
 				}

@@ -7,30 +7,30 @@ import type { ApiRouteSchema } from "moleculer-web";
 import { Errors } from "moleculer";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
-import { validateEvents } from "../models/cloud-event.validator.ts";
 import { mapWebhookBody } from "../models/webhook-mappers.ts";
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyWebhookSignature } from "../models/webhook-signature.ts";
-import { applyEvents, sendJson } from "./api.service.ts";
 import { createIdempotencyStore, type IdempotencyStore } from "./webhook-idempotency.store.ts";
 import {
-	call, DeadLetters, IngestWebhook, type ReceiveParams, type StoredResponse, type WebhookDeadLetterPayload, type WebhookResponse
+	call, IngestWebhook, type DeadLetterCode, type ReceiveParams, type StoredResponse, type WebhookDeadLetterPayload, type WebhookResponse
 } from "../models/contract/index.ts";
+import { SourceMixin, type SourceSchema, type SourceService, type SourceModule } from "../mixins/source.mixin.ts";
 import { contractError } from "../runtime/contract-error.ts";
+import { sendJson } from "../runtime/http-json.ts";
 
-export const DEAD_LETTER_SOURCE = "webhook";
-export const REPROCESS_ACTION = IngestWebhook.reprocess.name;
 const SOURCE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 /** Printable ASCII without spaces, as the IETF Idempotency-Key draft and every provider use. */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 const DEAD_LETTER_BODY_CHARS = 64 * 1024;
 
-type Outcome = { ok: true; accepted: number; duplicates: number } | { ok: false; errors: { index: number; reason: string }[] };
+type Refused = { ok: false; code: DeadLetterCode; errors: { index: number; reason: string }[] };
+type Outcome = { ok: true; accepted: number; duplicates: number } | Refused;
 
-type IngestWebhookService = Service & {
-	store: IdempotencyStore;
+interface WebhookVars { store: IdempotencyStore }
+interface WebhookMethods {
 	process(source: string, body: string, bodyEncoding: "base64" | undefined, ctx: Context): Promise<Outcome>;
-	deadLetter(source: string, body: string, bodyEncoding: "base64" | undefined, errors: { index: number; reason: string }[], ctx: Context): Promise<void>;
-};
+	deadLetter(source: string, body: string, bodyEncoding: "base64" | undefined, refused: Refused): Promise<void>;
+}
+type IngestWebhookService = SourceService & WebhookVars & WebhookMethods;
 
 function sha256Hex(s: string): string {
 	return createHash("sha256").update(s).digest("hex");
@@ -58,8 +58,9 @@ function errorStatus(err: unknown): number {
 
 export function createIngestWebhookService(config: Config): ServiceSchema {
 	const edge = config.edge.webhook;
-	const schema = {
+	const schema: SourceSchema<WebhookVars & WebhookMethods> = {
 		name: IngestWebhook.service,
+		mixins: [SourceMixin({ source: "webhook", caller: IngestWebhook.service, retryAction: IngestWebhook.reprocess, config })],
 		actions: {
 			receive: {
 				visibility: "public",
@@ -88,7 +89,7 @@ export function createIngestWebhookService(config: Config): ServiceSchema {
 						const outcome = await this.process(source, body, bodyEncoding, ctx);
 						if (!outcome.ok) {
 							// Dead-lettered before the 400 goes out: if that fails, the sender retries (5xx below).
-							await this.deadLetter(source, body, bodyEncoding, outcome.errors, ctx);
+							await this.deadLetter(source, body, bodyEncoding, outcome);
 							response = { status: 400, body: { errors: outcome.errors } };
 						} else {
 							response = { status: 202, body: { accepted: outcome.accepted, duplicates: outcome.duplicates } };
@@ -118,29 +119,28 @@ export function createIngestWebhookService(config: Config): ServiceSchema {
 			/** Parse, map, validate (all events first: any invalid → nothing applied), then apply per customer in order. */
 			async process(this: IngestWebhookService, source: string, body: string, bodyEncoding: "base64" | undefined, ctx: Context): Promise<Outcome> {
 				// Decoding invalid bytes lossily would apply U+FFFD in their place: such a body is refused whole.
-				if (bodyEncoding === "base64") return { ok: false, errors: [{ index: -1, reason: "body is not valid UTF-8" }] };
+				if (bodyEncoding === "base64") return { ok: false, code: "invalid_encoding", errors: [{ index: -1, reason: "body is not valid UTF-8" }] };
 				let parsed: unknown;
 				try {
 					parsed = JSON.parse(body);
 				} catch (err) {
-					return { ok: false, errors: [{ index: -1, reason: `body is not valid JSON: ${(err as Error).message}` }] };
+					return { ok: false, code: "invalid_json", errors: [{ index: -1, reason: `body is not valid JSON: ${(err as Error).message}` }] };
 				}
 				const mapped = mapWebhookBody(source, parsed);
-				if (!mapped.ok) return mapped;
-				const v = validateEvents(mapped.events);
-				if (!v.ok) return v;
-				const { accepted, duplicates } = await applyEvents(ctx, v.events);
+				if (!mapped.ok) return { ok: false, code: "invalid_event", errors: mapped.errors };
+				const v = this.sink.validateBatch(mapped.events);
+				if (!v.ok) return { ok: false, code: "invalid_event", errors: v.errors };
+				const { accepted, duplicates } = await this.sink.applyAll(v.events, ctx);
 				return { ok: true, accepted, duplicates };
 			},
-			async deadLetter(this: IngestWebhookService, source: string, body: string, bodyEncoding: "base64" | undefined, errors: { index: number; reason: string }[], ctx: Context): Promise<void> {
+			async deadLetter(this: IngestWebhookService, source: string, body: string, bodyEncoding: "base64" | undefined, refused: Refused): Promise<void> {
 				const payload: WebhookDeadLetterPayload = body.length > DEAD_LETTER_BODY_CHARS
 					? { source, body: body.slice(0, DEAD_LETTER_BODY_CHARS), truncatedFrom: body.length }
 					: { source, body };
 				if (bodyEncoding !== undefined) payload.bodyEncoding = bodyEncoding;
 				// The same body delivered again (no Idempotency-Key, a provider retry) keeps one dead letter.
 				const dedupKey = `webhook/${source}/${sha256Hex(body)}`;
-				const reasonCode = errors.some(e => e.reason.startsWith("body is not valid JSON")) ? "invalid_json" : bodyEncoding !== undefined ? "invalid_encoding" : "invalid_event";
-				await call(ctx, DeadLetters.record, { source: DEAD_LETTER_SOURCE, reason: `/webhooks/${source}: ${describe(errors)}`, reasonCode, payload, retryAction: REPROCESS_ACTION, dedupKey });
+				await this.sink.deadLetter({ code: refused.code, reason: `/webhooks/${source}: ${describe(refused.errors)}`, payload, dedupKey });
 			}
 		},
 		created(this: IngestWebhookService) {
@@ -234,3 +234,5 @@ export function createWebhookRoute(config: Config): ApiRouteSchema {
 		}
 	} as ApiRouteSchema;
 }
+
+export const source: SourceModule = { createService: createIngestWebhookService, routes: config => [createWebhookRoute(config)] };

@@ -5,6 +5,7 @@ import { Errors } from "moleculer";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
 import { DbMixin } from "../mixins/db.mixin.ts";
+import { KeyedQueue } from "../lib/keyed.queue.ts";
 import { topicHandler, type TopicDeps } from "../actors/workflow-topics.ts";
 import {
 	call, CUSTOMER_ID, PROCESS_STATES, RuleEvents, TicketEvents, Workflows, type ProcessFilter, type ProcessView, type RiskThresholdCrossed, type TaskView,
@@ -34,7 +35,7 @@ type WorkflowsService = Service & {
 	engine: WorkflowEngine;
 	definitions: Map<string, ProcessDefinition>;
 	/** Starts per business key run one after another, so "unique" holds under concurrent triggers. */
-	startQueues: Map<string, Promise<unknown>>;
+	starts: KeyedQueue;
 	startProcess(processKey: string, opts: { businessKey: string; customerId: string; variables?: Vars; unique?: boolean }): Promise<ProcessView>;
 };
 
@@ -224,19 +225,12 @@ export async function createWorkflowsService(config: Config): Promise<ServiceSch
 		},
 		methods: {
 			startProcess(this: WorkflowsService, processKey: string, opts: { businessKey: string; customerId: string; variables?: Vars; unique?: boolean }): Promise<ProcessView> {
-				const key = `${processKey}/${opts.businessKey}`;
-				const previous = this.startQueues.get(key) ?? Promise.resolve();
-				const next = previous.then(() => this.engine.startProcess(processKey, opts)).catch((err: unknown) => { throw asMoleculerError(err); });
-				const settled = next.catch(() => undefined);
-				this.startQueues.set(key, settled);
-				void settled.then(() => {
-					if (this.startQueues.get(key) === settled) this.startQueues.delete(key);
-				});
-				return next;
+				return this.starts.run(`${processKey}/${opts.businessKey}`, () => this.engine.startProcess(processKey, opts))
+					.catch((err: unknown) => { throw asMoleculerError(err); });
 			}
 		},
 		created(this: WorkflowsService) {
-			this.startQueues = new Map();
+			this.starts = new KeyedQueue();
 			this.definitions = definitions;
 		},
 		async started(this: WorkflowsService) {

@@ -2,7 +2,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Errors, ServiceBroker } from "moleculer";
-import { deliverOrDeadLetter, DeliveryUnavailable, type DeliveryOutcome } from "../../../mixins/source-delivery.ts";
+import { deliverOrDeadLetter, DeliveryUnavailable, type DeliveryOutcome } from "../../../edge/event.sink.ts";
 import type { KnownCloudEvent } from "../../../models/event-data.schemas.ts";
 
 const event = (subject: string) => ({

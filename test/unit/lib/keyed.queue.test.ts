@@ -1,7 +1,7 @@
 // KeyedQueue: per-key order, parallelism across keys, the pending bound (backpressure) and error reporting.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { KeyedQueue } from "../../../mixins/keyed.queue.ts";
+import { KeyedQueue } from "../../../lib/keyed.queue.ts";
 
 const tick = () => new Promise<void>(resolve => setImmediate(resolve));
 
