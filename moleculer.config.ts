@@ -5,9 +5,10 @@ import type { BrokerOptions, Middleware, ServiceSchema } from "moleculer";
 import { credsAuthenticator, nkeyAuthenticator, type ConnectionOptions } from "nats";
 import type { Config } from "./config/index.ts";
 import type { ClusterConfig } from "./config/cluster.config.ts";
-import { RendezvousStrategy } from "./mixins/rendezvous.strategy.ts";
-import { REPL_COMMANDS } from "./bin/repl-commands.ts";
-import { MetricsMiddleware, PrometheusReporter } from "./mixins/metrics.mixin.ts";
+import { RendezvousStrategy } from "./runtime/rendezvous.strategy.ts";
+import { REPL_COMMANDS } from "./app/repl-commands.ts";
+import { MetricsMiddleware } from "./metrics/metrics.middleware.ts";
+import { PrometheusReporter } from "./metrics/prometheus.reporter.ts";
 import type { TracingConfig } from "./config/observability.config.ts";
 import { isRetryable } from "./models/contract/index.ts";
 

@@ -15,7 +15,7 @@ import { AckPolicy, connect, headers, nanos, type JetStreamClient } from "nats";
 import { Redis } from "ioredis";
 import type { ServiceBroker } from "moleculer";
 import { loadConfig } from "../config/index.ts";
-import { createNode } from "../bin/create-node.ts";
+import { createNode } from "../app/create-node.ts";
 import { call, IngestNats } from "../models/contract/index.ts";
 import { freePort, startNats, startRedis, waitFor, type ServerHandle } from "../test/harness.ts";
 

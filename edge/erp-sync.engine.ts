@@ -12,7 +12,7 @@ import { mapRow, mappingFingerprint, parseDateTimeText } from "../models/field-m
 import type { DeadLetterCode, ErpRowPayload, ErpWatermark, RetryOutcome, SyncSummary } from "../models/contract/index.ts";
 import { KeyedQueue } from "../lib/keyed.queue.ts";
 import { contractError } from "../runtime/contract-error.ts";
-import type { SourceStateStore } from "../mixins/source-state.store.ts";
+import type { SourceStateStore } from "../adapters/source-state.store.ts";
 import { addToTally, DeliveryUnavailable, newTally, type EventSink, type Letter } from "./event.sink.ts";
 /** Longest a setTimeout can wait; a later cron run is reached by re-arming. */
 const MAX_TIMER_MS = 2 ** 31 - 1;

@@ -10,7 +10,7 @@ import {
 	call, Customers, DeadLetters, isClientError, isRetryable, type ActionCaller, type CallOptions, type DeadLetterCode, type HandleResult,
 	type InvalidEventData, type ItemOutcome, type RecordParams, type Tally
 } from "../models/contract/index.ts";
-import { M } from "../mixins/metrics.mixin.ts";
+import { M } from "../metrics/catalogue.ts";
 import { withRetries } from "../lib/retry.ts";
 
 export type DeliveryOutcome = "applied" | "duplicate";

@@ -12,8 +12,8 @@ import { isCsvError } from "../models/csv.parser.ts";
 import { mapRow } from "../models/field-mapping.ts";
 import { KeyedQueue } from "../lib/keyed.queue.ts";
 import { contractError } from "../runtime/contract-error.ts";
-import type { SourceStateStore } from "../mixins/source-state.store.ts";
-import { csvRecords, parseSha256Text, probeFile } from "../mixins/text-file.reader.ts";
+import type { SourceStateStore } from "../adapters/source-state.store.ts";
+import { csvRecords, parseSha256Text, probeFile } from "../adapters/text-file.reader.ts";
 import { addToTally, DeliveryUnavailable, newTally, type EventSink, type Letter } from "./event.sink.ts";
 import { validateEvent } from "../models/cloud-event.validator.ts";
 /** Rows listed with their reason in a report; the counts cover the rest. */

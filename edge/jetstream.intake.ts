@@ -14,25 +14,19 @@ import {
 } from "nats";
 import type { IngestNatsConfig } from "../config/ingest.config.ts";
 import { EVENT_TYPES, type CloudEvent } from "../models/cloud-event.ts";
-import type { DeadLetterCode } from "../models/contract/index.ts";
+import { EVENTS_SUBJECT_PREFIX, subjectForType, type DeadLetterCode } from "../models/contract/index.ts";
 import type { MarketSignalData } from "../models/event-data.schemas.ts";
-import { marketContentKey, type MarketDeduplicator } from "../actors/market-dedup.ts";
-import { isNotFound } from "../mixins/nats-connection.ts";
-import type { Failure, Prepared } from "../mixins/ordered-jetstream.consumer.ts";
+import { marketContentKey, type MarketDeduplicator } from "./market-dedup.ts";
+import { ensureJetStream } from "../adapters/nats.connection.ts";
+import type { Failure, Prepared } from "../adapters/ordered-jetstream.consumer.ts";
 import { classifyFailure, type EventSink } from "./event.sink.ts";
 
 export const EVENTS_STREAM = "CRM_EVENTS";
-export const EVENTS_SUBJECT_PREFIX = "crm.events.";
 export const MARKET_SUBJECT_PREFIX = "crm.events.market.";
 export const LEASE_BUCKET = "crm_ingest_leases";
 const KNOWN_TYPES: ReadonlySet<string> = new Set(EVENT_TYPES);
 /** The validator's customer-id rule (models/cloud-event.validator.ts): enough to route by. */
 const CUSTOMER_ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
-
-/** The subject an event of this type is published on: crm.order.status_changed -> crm.events.order.status_changed. */
-export function subjectForType(type: string): string {
-	return EVENTS_SUBJECT_PREFIX + type.slice("crm.".length);
-}
 
 /** Input that can never be applied: dead-lettered at once with its code. */
 class InvalidInput extends Error {
@@ -156,17 +150,11 @@ export function jetStreamIntake(deps: { sink: EventSink; cfg: IngestNatsConfig; 
 /** Creates CRM_EVENTS when missing; an existing stream gets this configuration's retention and dedup window. */
 export async function ensureEventsStream(jsm: JetStreamManager, cfg: IngestNatsConfig): Promise<void> {
 	const wanted = { max_age: nanos(cfg.streamMaxAgeMs), duplicate_window: nanos(cfg.duplicateWindowMs) };
-	try {
-		const info = await jsm.streams.info(EVENTS_STREAM);
-		if (info.config.max_age !== wanted.max_age || info.config.duplicate_window !== wanted.duplicate_window) {
-			await jsm.streams.update(EVENTS_STREAM, wanted);
-		}
-		return;
-	} catch (err) {
-		if (!isNotFound(err)) throw err;
-	}
-	try {
-		await jsm.streams.add({
+	await ensureJetStream({
+		read: () => jsm.streams.info(EVENTS_STREAM),
+		differs: info => info.config.max_age !== wanted.max_age || info.config.duplicate_window !== wanted.duplicate_window,
+		update: () => jsm.streams.update(EVENTS_STREAM, wanted),
+		add: () => jsm.streams.add({
 			name: EVENTS_STREAM,
 			subjects: [`${EVENTS_SUBJECT_PREFIX}>`],
 			storage: StorageType.File,
@@ -174,39 +162,23 @@ export async function ensureEventsStream(jsm: JetStreamManager, cfg: IngestNatsC
 			discard: DiscardPolicy.Old,
 			...wanted,
 			description: "crm-actors customer events: CloudEvents JSON on crm.events.<entity>.<verb>, Nats-Msg-Id <source>/<id>"
-		});
-	} catch (err) {
-		// Another node created it first.
-		await jsm.streams.info(EVENTS_STREAM).catch(() => {
-			throw err;
-		});
-	}
+		})
+	});
 }
 
 /** The shared durable pull consumer; max_deliver stays unlimited because dead-lettering is ours (never a silent drop). */
 export async function ensureConsumer(jsm: JetStreamManager, cfg: IngestNatsConfig): Promise<void> {
 	const wanted = { ack_wait: nanos(cfg.ackWaitMs), max_ack_pending: cfg.maxAckPending, max_deliver: -1 };
-	try {
-		const info = await jsm.consumers.info(EVENTS_STREAM, cfg.durable);
-		const c = info.config;
-		if (c.ack_wait !== wanted.ack_wait || c.max_ack_pending !== wanted.max_ack_pending || c.max_deliver !== -1) {
-			await jsm.consumers.update(EVENTS_STREAM, cfg.durable, wanted);
-		}
-		return;
-	} catch (err) {
-		if (!isNotFound(err)) throw err;
-	}
-	try {
-		await jsm.consumers.add(EVENTS_STREAM, {
+	await ensureJetStream({
+		read: () => jsm.consumers.info(EVENTS_STREAM, cfg.durable),
+		differs: ({ config: c }) => c.ack_wait !== wanted.ack_wait || c.max_ack_pending !== wanted.max_ack_pending || c.max_deliver !== -1,
+		update: () => jsm.consumers.update(EVENTS_STREAM, cfg.durable, wanted),
+		add: () => jsm.consumers.add(EVENTS_STREAM, {
 			durable_name: cfg.durable,
 			ack_policy: AckPolicy.Explicit,
 			deliver_policy: DeliverPolicy.All,
 			filter_subject: `${EVENTS_SUBJECT_PREFIX}>`,
 			...wanted
-		});
-	} catch (err) {
-		await jsm.consumers.info(EVENTS_STREAM, cfg.durable).catch(() => {
-			throw err;
-		});
-	}
+		})
+	});
 }

@@ -15,7 +15,7 @@ import { maskPii } from "../models/pii.mask.ts";
 import type { DeadLetterCode, ItemOutcome, LogEntryPayload, RetryOutcome, TailStatus } from "../models/contract/index.ts";
 import { KeyedQueue } from "../lib/keyed.queue.ts";
 import { contractError } from "../runtime/contract-error.ts";
-import type { SourceStateStore } from "../mixins/source-state.store.ts";
+import type { SourceStateStore } from "../adapters/source-state.store.ts";
 import { addToTally, DeliveryUnavailable, newTally, type EventSink, type Letter } from "./event.sink.ts";
 const CHUNK_BYTES = 64 * 1024;
 /** A line this long without a line end is cut off and dead-lettered: the reader never holds more. */

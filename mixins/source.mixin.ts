@@ -7,7 +7,7 @@ import type { Config } from "../config/index.ts";
 import type { Action, CallOptions, ErrorType } from "../models/contract/index.ts";
 import { contractError } from "../runtime/contract-error.ts";
 import { EventSink } from "../edge/event.sink.ts";
-import { createSourceStateStore, type SourceStateStore } from "./source-state.store.ts";
+import { createSourceStateStore, type SourceStateStore } from "../adapters/source-state.store.ts";
 
 /**
  * What a source module — services/ingest-<name>.service.ts — exports as `source`: a node finds every such file, and

@@ -7,11 +7,11 @@ import {
 import { contractError } from "../runtime/contract-error.ts";
 import { headers, type NatsConnection } from "nats";
 import type { Config } from "../config/index.ts";
-import { LabelBudget, reasonLabel } from "../actors/dead-letter-reason.ts";
-import { M } from "../mixins/metrics.mixin.ts";
-import { connectNats } from "../mixins/nats-connection.ts";
+import { LabelBudget, reasonLabel } from "../models/dead-letter-reason.ts";
+import { M } from "../metrics/catalogue.ts";
+import { connectNats } from "../adapters/nats.connection.ts";
 import { maskPii } from "../models/pii.mask.ts";
-import { capPayload, JetStreamDeadLetterStore, NedbDeadLetterStore, type DeadLetterStore } from "../mixins/dead-letter-store.ts";
+import { capPayload, JetStreamDeadLetterStore, NedbDeadLetterStore, type DeadLetterStore } from "../adapters/dead-letter.store.ts";
 
 const MAX_REASON_CHARS = 2000;
 /** Distinct reason labels per process before new ones are counted as "other". */

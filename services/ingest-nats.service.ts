@@ -6,14 +6,14 @@ import { randomUUID } from "node:crypto";
 import type { ServiceSchema } from "moleculer";
 import type { NatsConnection } from "nats";
 import type { Config } from "../config/index.ts";
-import { Customers, IngestNats, type IngestNatsStats } from "../models/contract/index.ts";
-import { MarketDeduplicator } from "../actors/market-dedup.ts";
+import { Customers, EVENTS_SUBJECT_PREFIX, IngestNats, type IngestNatsStats } from "../models/contract/index.ts";
+import { MarketDeduplicator } from "../edge/market-dedup.ts";
 import {
-	ensureConsumer, ensureEventsStream, EVENTS_STREAM, EVENTS_SUBJECT_PREFIX, jetStreamIntake, LEASE_BUCKET, type IntakeCounts
+	ensureConsumer, ensureEventsStream, EVENTS_STREAM, jetStreamIntake, LEASE_BUCKET, type IntakeCounts
 } from "../edge/jetstream.intake.ts";
-import { connectNats } from "../mixins/nats-connection.ts";
-import { M } from "../mixins/metrics.mixin.ts";
-import { OrderedJetStreamConsumer } from "../mixins/ordered-jetstream.consumer.ts";
+import { connectNats } from "../adapters/nats.connection.ts";
+import { M } from "../metrics/catalogue.ts";
+import { OrderedJetStreamConsumer } from "../adapters/ordered-jetstream.consumer.ts";
 import { SourceMixin, type SourceSchema, type SourceService, type SourceModule } from "../mixins/source.mixin.ts";
 
 const LEADER_METRIC = "crm_ingest_nats_leader";

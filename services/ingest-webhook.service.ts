@@ -9,7 +9,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
 import { mapWebhookBody } from "../models/webhook-mappers.ts";
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyWebhookSignature } from "../models/webhook-signature.ts";
-import { createIdempotencyStore, type IdempotencyStore } from "./webhook-idempotency.store.ts";
+import { createIdempotencyStore, type IdempotencyStore } from "../adapters/webhook-idempotency.store.ts";
 import {
 	call, IngestWebhook, type DeadLetterCode, type ReceiveParams, type StoredResponse, type WebhookDeadLetterPayload, type WebhookResponse
 } from "../models/contract/index.ts";

@@ -3,7 +3,8 @@
 import { Errors } from "moleculer";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
-import { loadChurnModel, type ChurnModel } from "../ml/model.ts";
+import type { ChurnModel } from "../ml/model.ts";
+import { loadChurnModel } from "../ml/churn-scorer.ts";
 import { scoreOpportunity } from "../ml/opportunity-score.ts";
 import {
 	call, Opportunities, Scoring, type InlineOpportunity, type ModelInfo, type OpportunityScoreParams, type OpportunityScoreResult

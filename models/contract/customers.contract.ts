@@ -84,29 +84,25 @@ export interface InspectResult {
 	persisted: CustomerView | null;
 }
 
-/** `customers.nodeStats`: one node's actor host. */
+/** `customers.nodeStats`: one node's actor host — its counters as the host reports them — and its place in the cluster. */
 export interface NodeStats {
 	nodeID: string;
 	store: string;
+	/** Actors in memory; writes waiting for the next group commit; compare-and-sets lost to another node. */
 	active: number;
-	activations: number;
-	passivations: number;
-	applied: number;
-	duplicates: number;
-	conflicts: number;
-	commits: number;
-	committedWrites: number;
-	snapshots: number;
-	remindersDelivered: number;
 	pendingWrites: number;
+	conflicts: number;
 	heapUsedBytes: number;
 	rssBytes: number;
 	members: readonly string[];
 	membershipChanges: number;
+	/** Actors released because another node owns them now, and those still held that another node owns. */
 	released: number;
 	strayActors: number;
 	/** Share of 10,000 sample ids this node owns in its view. */
 	ownedShare: number;
+	/** The host's other counters (activations, passivations, applied, duplicates, commits, snapshots, …). */
+	[counter: string]: unknown;
 }
 
 export interface PassivateResult {

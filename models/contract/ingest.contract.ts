@@ -208,8 +208,16 @@ export const IngestWebhook = {
 
 // ---- NATS ------------------------------------------------------------------------------------------------------
 
-export interface IngestNatsStats {
-	nodeID: string;
+/** Events are published on `crm.events.<entity>.<verb>` (ARCHITECTURE §9). */
+export const EVENTS_SUBJECT_PREFIX = "crm.events.";
+
+/** The subject an event of this type is published on: crm.order.status_changed -> crm.events.order.status_changed. */
+export function subjectForType(type: string): string {
+	return EVENTS_SUBJECT_PREFIX + type.replace(/^crm\./, "");
+}
+
+/** The ordered JetStream consumer's figures (adapters/ordered-jetstream.consumer.ts). */
+export interface JetStreamConsumerStats {
 	leading: boolean;
 	epoch: number;
 	delivered: number;
@@ -226,6 +234,11 @@ export interface IngestNatsStats {
 	held: number;
 	inFlight: number;
 	unconfirmedAcks: number;
+}
+
+export interface IngestNatsStats extends JetStreamConsumerStats {
+	nodeID: string;
+	/** Events the actors already knew (redelivered or re-published), and market records the Bloom filter dropped. */
 	duplicates: number;
 	marketDuplicates: number;
 }

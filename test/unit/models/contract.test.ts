@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Service } from "moleculer";
 import { loadConfig } from "../../../config/index.ts";
-import { createNode } from "../../../bin/create-node.ts";
+import { createNode } from "../../../app/create-node.ts";
 import * as contract from "../../../models/contract/index.ts";
 
 type Group = { service: string } & Record<string, unknown>;

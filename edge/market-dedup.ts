@@ -3,7 +3,7 @@
 import type { CloudEvent } from "../models/cloud-event.ts";
 import type { MarketSignalData } from "../models/event-data.schemas.ts";
 import { eventTimeMs } from "../models/cloud-event.validator.ts";
-import { RotatingBloomFilter } from "./bloom-filter.ts";
+import { RotatingBloomFilter } from "../lib/bloom-filter.ts";
 
 /** The content key of a market signal: customer, competitor, product, price, currency, segment and UTC day. */
 export function marketContentKey(event: CloudEvent<"crm.market.signal", MarketSignalData>): string {

@@ -11,9 +11,9 @@
 // than the snapshot. Without `replay` every write carries its snapshot and the journal is history only.
 // One script touches several customers' keys, so this layout is for a single Redis (or a primary), not Redis Cluster.
 import { Redis, type ChainableCommander } from "ioredis";
-import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "./actor-store.ts";
-import type { CustomerState } from "../../models/customer-state.ts";
-import type { Replay } from "./replay.ts";
+import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
+import type { CustomerState } from "../models/customer-state.ts";
+import type { Replay } from "../actors/host/replay.ts";
 
 export interface RedisActorStoreOptions {
 	url: string;

@@ -2,7 +2,7 @@
 // number of labels is capped.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { LabelBudget, reasonLabel } from "../../../actors/dead-letter-reason.ts";
+import { LabelBudget, reasonLabel } from "../../../models/dead-letter-reason.ts";
 import { validateEvent } from "../../../models/cloud-event.validator.ts";
 
 void describe("reasonLabel", () => {

@@ -1,38 +1,13 @@
 // Custom commands of the operator REPL (`npm run repl`, `npm run cluster -- --repl`), wired into moleculer.config.ts.
 // Each area adds its commands to REPL_COMMANDS with one import; the cluster's commands are defined here.
-import type { BrokerOptions, ServiceBroker } from "moleculer";
+import type { ServiceBroker } from "moleculer";
 import { shardMembers } from "../mixins/sharded-actor.mixin.ts";
 import { ownerOf } from "../actors/sharding.ts";
 import { call, Customers, type CustomerView, type InspectResult, type NodeStats } from "../models/contract/index.ts";
 import { AUTOMATION_COMMANDS } from "./automation.repl.ts";
-
-/** What moleculer-repl passes to a command: positional arguments by name, flags under `options`. */
-export interface ReplArgs {
-	options: Record<string, unknown>;
-	[positional: string]: unknown;
-}
-
-/** A command whose output is returned as text (printed by the REPL, asserted by tests). */
-export interface TextCommand {
-	command: string;
-	description: string;
-	options?: Array<{ option: string; description: string }>;
-	run(broker: ServiceBroker, args: ReplArgs): Promise<string>;
-}
-
-/** moleculer-repl's command definition (not exported by name from moleculer's typings). */
-export type ReplCustomCommand = NonNullable<NonNullable<BrokerOptions["replOptions"]>["customCommands"]>[number];
+import { errorText, formatTable, toReplCommand, type ReplCustomCommand, type TextCommand } from "./repl.ts";
 
 const CUSTOMERS_ACTION = Customers.handle.name;
-
-/** Plain-text table: columns padded to their widest cell, numbers right-aligned. */
-export function formatTable(rows: Array<Array<string | number>>): string {
-	const widths: number[] = [];
-	for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, String(cell).length)));
-	return rows
-		.map(row => row.map((cell, i) => (typeof cell === "number" ? String(cell).padStart(widths[i]) : cell.padEnd(widths[i]))).join("  ").trimEnd())
-		.join("\n");
-}
 
 function mb(bytes: number): string {
 	return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
@@ -40,11 +15,6 @@ function mb(bytes: number): string {
 
 function pct(share: number): string {
 	return `${(share * 100).toFixed(1)}%`;
-}
-
-function errorText(err: unknown): string {
-	const e = err as { type?: string; message?: string };
-	return `error${e.type ? ` ${e.type}` : ""}: ${e.message ?? String(err)}`;
 }
 
 function describeState(s: CustomerView): string[] {
@@ -92,7 +62,13 @@ const owner: TextCommand = {
 	}
 };
 
-async function statsOfAll(broker: ServiceBroker): Promise<Array<NodeStats | { nodeID: string; error: string }>> {
+interface Unreachable { nodeID: string; error: string }
+
+function unreachable(s: NodeStats | Unreachable): s is Unreachable {
+	return typeof (s as Partial<Unreachable>).error === "string";
+}
+
+async function statsOfAll(broker: ServiceBroker): Promise<Array<NodeStats | Unreachable>> {
 	const members = shardMembers(broker, CUSTOMERS_ACTION);
 	return Promise.all(members.map(nodeID =>
 		call(broker, Customers.nodeStats, {}, { nodeID, timeout: 5000, retries: 0 })
@@ -106,11 +82,11 @@ const shards: TextCommand = {
 	async run(broker) {
 		const all = await statsOfAll(broker);
 		if (all.length === 0) return "no node hosts the customers service";
-		const ok = all.filter((s): s is NodeStats => !("error" in s));
+		const ok = all.filter((s): s is NodeStats => !unreachable(s));
 		const totalActive = ok.reduce((n, s) => n + s.active, 0);
 		const rows: Array<Array<string | number>> = [["node", "active", "of active", "owned share", "stray", "pending", "conflicts", "released", "heap", "rss"]];
 		for (const s of all) {
-			if ("error" in s) rows.push([s.nodeID, s.error]);
+			if (unreachable(s)) rows.push([s.nodeID, s.error]);
 			else rows.push([s.nodeID, s.active, pct(totalActive === 0 ? 0 : s.active / totalActive), pct(s.ownedShare), s.strayActors, s.pendingWrites, s.conflicts, s.released, mb(s.heapUsedBytes), mb(s.rssBytes)]);
 		}
 		const views = new Set(ok.map(s => s.members.join(",")));
@@ -128,7 +104,7 @@ const members: TextCommand = {
 		const mine = shardMembers(broker, CUSTOMERS_ACTION);
 		const all = await statsOfAll(broker);
 		const rows: Array<Array<string | number>> = [["node", "its view of the members"], [`${broker.nodeID} (this REPL)`, mine.join(", ")]];
-		for (const s of all) rows.push([s.nodeID, "error" in s ? s.error : s.members.join(", ")]);
+		for (const s of all) rows.push([s.nodeID, unreachable(s) ? s.error : s.members.join(", ")]);
 		return formatTable(rows);
 	}
 };
@@ -150,18 +126,6 @@ const passivate: TextCommand = {
 };
 
 export const CLUSTER_COMMANDS: TextCommand[] = [customer, owner, shards, members, passivate];
-
-/** Adapts a text command to moleculer-repl: it prints what the command returns. */
-export function toReplCommand(cmd: TextCommand): ReplCustomCommand {
-	return {
-		command: cmd.command,
-		description: cmd.description,
-		options: cmd.options,
-		async action(broker, args) {
-			console.log(await cmd.run(broker, args as unknown as ReplArgs));
-		}
-	};
-}
 
 /** Every custom REPL command (moleculer.config.ts `replOptions.customCommands`); add your area's with one import. */
 export const REPL_COMMANDS: ReplCustomCommand[] = [

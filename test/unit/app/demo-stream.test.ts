@@ -3,7 +3,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
-import { DemoStream, Progress, subjectOf } from "../../../bin/demo.ts";
+import { DemoStream, Progress } from "../../../app/demo-stream.ts";
+import { subjectForType as subjectOf } from "../../../models/contract/index.ts";
 import { validateEvent } from "../../../models/cloud-event.validator.ts";
 
 const customers = Array.from({ length: 1000 }, (_, i) => ({ id: `C-${i}`, churner: i % 4 === 0 }));

@@ -2,9 +2,10 @@
 // histogram and the memory estimate.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import {
-	METRIC_DEFINITIONS, NodeMetrics, RATE_BUCKET_MS, RATE_BUCKETS, estimateActorMemory, reasonLabel, riskHistogram, sourceOfCaller
-} from "../../../mixins/metrics.mixin.ts";
+import { METRIC_DEFINITIONS } from "../../../metrics/catalogue.ts";
+import { estimateActorMemory, sourceOfCaller } from "../../../metrics/metrics.middleware.ts";
+import { NodeMetrics, RATE_BUCKET_MS, RATE_BUCKETS, riskHistogram } from "../../../metrics/node-metrics.service.ts";
+import { reasonLabel } from "../../../models/dead-letter-reason.ts";
 import { emptyCustomerState } from "../../../actors/customer.reducer.ts";
 
 describe("metric definitions", () => {
@@ -43,8 +44,8 @@ describe("reasonLabel", () => {
 	});
 	it("cuts long reasons and names missing ones", () => {
 		assert.ok(reasonLabel("x".repeat(500)).length <= 80);
-		assert.equal(reasonLabel(undefined), "unknown");
-		assert.equal(reasonLabel("   "), "unknown");
+		assert.equal(reasonLabel(undefined), "unspecified");
+		assert.equal(reasonLabel("   "), "unspecified");
 	});
 });
 

@@ -1,20 +1,8 @@
 // Operator REPL commands for automation: reload the nools rules, show them, list running workflows and open user
-// tasks. Added to bin/repl-commands.ts with one import; each returns its text so tests can assert it.
+// tasks. Added to app/repl-commands.ts with one import; each returns its text so tests can assert it.
 import type { ServiceBroker } from "moleculer";
 import { call, Rules, Workflows, type ProcessFilter, type ProcessView, type RulesStatus, type TaskView } from "../models/contract/index.ts";
-import type { ReplArgs, TextCommand } from "./repl-commands.ts";
-
-function errorText(err: unknown): string {
-	const e = err as { type?: string; message?: string };
-	return `error${e.type ? ` ${e.type}` : ""}: ${e.message ?? String(err)}`;
-}
-
-/** Columns padded to their widest cell. */
-function table(rows: string[][]): string {
-	const widths: number[] = [];
-	for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
-	return rows.map(row => row.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd()).join("\n");
-}
+import { errorText, formatTable, type ReplArgs, type TextCommand } from "./repl.ts";
 
 function describeRules(s: RulesStatus): string {
 	const lines = [`rules on ${s.nodeID}, loaded ${s.loadedAt} (risk rules: ${s.riskEngine})`];
@@ -57,7 +45,7 @@ const workflows: TextCommand = {
 		if (list.length === 0) return args.options.all ? "no workflow instances" : "no running workflow instances";
 		const rows = [["id", "process", "customer", "state", "waiting in", "started"]];
 		for (const p of list) rows.push([p.id, p.processKey, p.customerId ?? "-", p.state + (p.error ? ` (${p.error})` : ""), p.activeActivities.join(",") || "-", p.startedAt ?? "-"]);
-		return table(rows);
+		return formatTable(rows);
 	}
 };
 
@@ -77,7 +65,7 @@ const tasks: TextCommand = {
 		if (list.length === 0) return "no open user tasks";
 		const rows = [["id", "task", "process", "customer", "assignee", "since"]];
 		for (const t of list) rows.push([t.id, t.name, t.processKey, t.customerId ?? "-", t.assignee ?? "-", t.createdAt ?? "-"]);
-		return table(rows);
+		return formatTable(rows);
 	}
 };
 

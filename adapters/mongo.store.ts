@@ -13,9 +13,9 @@
 // write carries its snapshot, tails stay empty and a journal-only write is refused.
 import { randomUUID } from "node:crypto";
 import { MongoBulkWriteError, MongoClient, type AnyBulkWriteOperation, type Collection } from "mongodb";
-import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "./actor-store.ts";
-import type { CustomerState } from "../../models/customer-state.ts";
-import type { Replay } from "./replay.ts";
+import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
+import type { CustomerState } from "../models/customer-state.ts";
+import type { Replay } from "../actors/host/replay.ts";
 
 export interface MongoActorStoreOptions {
 	url: string;

@@ -2,7 +2,7 @@
 // and the rotating variant's bounded memory with the rate kept on a long stream.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { BloomFilter, RotatingBloomFilter, bloomSizing, expectedFalsePositiveRate } from "../../../actors/bloom-filter.ts";
+import { BloomFilter, RotatingBloomFilter, bloomSizing, expectedFalsePositiveRate } from "../../../lib/bloom-filter.ts";
 
 /** Share of `probes` keys (never added) the filter claims to contain. */
 function measuredRate(has: (key: string) => boolean, probes: number, prefix = "absent"): number {

@@ -1,6 +1,6 @@
 // Picks the ActorStore adapter for a node from already-validated config; each adapter gets only the options it uses.
-import type { ActorStore } from "./actor-store.ts";
-import type { Replay } from "./replay.ts";
+import type { ActorStore } from "../actors/host/actor-store.ts";
+import type { Replay } from "../actors/host/replay.ts";
 import { MemoryActorStore } from "./memory.store.ts";
 import { MongoActorStore } from "./mongo.store.ts";
 import { NedbActorStore } from "./nedb.store.ts";

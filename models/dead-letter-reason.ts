@@ -1,5 +1,6 @@
-// Turns a dead letter's reason into a short code of bounded variety (stored with it, and its metric label): reasons
-// quote user input (unknown type names, field names, ids), and one label per distinct input would grow without limit.
+// Turns a dead letter's reason into a short code of bounded variety — the one label of a dead letter: stored with it,
+// the `reason` of crm_dead_letters_total and of the dashboard's window. Reasons quote user input (unknown type names,
+// field names, ids), and one label per distinct input would grow without limit.
 
 const CODE = /^[a-z0-9][a-z0-9_.-]{0,47}$/;
 const MAX_LABEL_CHARS = 64;
@@ -9,9 +10,10 @@ const MAX_LABEL_CHARS = 64;
  * quoted parts, paths, numbers and identifiers-with-digits blanked ("unknown event type \"crm.x\"" →
  * "unknown event type \"\""), cut to 64 characters. Same reason shape, same label.
  */
-export function reasonLabel(reason: string, reasonCode?: string): string {
-	if (reasonCode !== undefined && CODE.test(reasonCode)) return reasonCode;
-	const shape = reason
+export function reasonLabel(reason: unknown, reasonCode?: unknown): string {
+	if (typeof reasonCode === "string" && CODE.test(reasonCode)) return reasonCode;
+	const text = typeof reason === "string" ? reason : reason === undefined || reason === null ? "" : String(reason);
+	const shape = text
 		.slice(0, 512)
 		.replace(/"(?:[^"\\]|\\.)*"?/g, '""')
 		.replace(/'(?:[^'\\]|\\.)*'?/g, "''")

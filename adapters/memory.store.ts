@@ -3,8 +3,8 @@
 // what the store holds. A journal-only write (snapshot: false) comes from the actor host, whose states and entries are
 // never mutated once built (the reducer is pure): the store keeps them by reference and copies only when it hands
 // them out, so the in-process host pays no copy per event. Nothing to replay: the current state is always held.
-import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "./actor-store.ts";
-import type { CustomerState } from "../../models/customer-state.ts";
+import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
+import type { CustomerState } from "../models/customer-state.ts";
 
 export interface MemoryActorStoreOptions {
 	/** Entries kept per customer (oldest dropped first); unset keeps all. */

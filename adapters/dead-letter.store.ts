@@ -5,7 +5,7 @@ import { join } from "node:path";
 import Datastore from "@seald-io/nedb";
 import { headers, nanos, RetentionPolicy, StorageType, type JetStreamClient, type JetStreamManager, type NatsConnection } from "nats";
 import type { DeadLetter, DeadLetterRecord } from "../models/contract/index.ts";
-import { isNotFound } from "./nats-connection.ts";
+import { ensureJetStream, isNotFound } from "./nats.connection.ts";
 
 export const DLQ_STREAM = "CRM_DLQ";
 export const DLQ_SUBJECT_PREFIX = "crm.dlq.";
@@ -155,27 +155,18 @@ export class JetStreamDeadLetterStore implements DeadLetterStore {
 
 /** Creates CRM_DLQ when missing (file storage, limits retention by age, 2-minute de-duplication window). */
 export async function ensureDlqStream(jsm: JetStreamManager, maxAgeMs: number): Promise<void> {
-	try {
-		await jsm.streams.info(DLQ_STREAM);
-	} catch (err) {
-		if (!isNotFound(err)) throw err;
-		try {
-			await jsm.streams.add({
-				name: DLQ_STREAM,
-				subjects: [`${DLQ_SUBJECT_PREFIX}>`],
-				storage: StorageType.File,
-				retention: RetentionPolicy.Limits,
-				max_age: nanos(maxAgeMs),
-				duplicate_window: nanos(Math.min(120_000, maxAgeMs)),
-				description: "crm-actors dead letters: one JSON document per message, subject crm.dlq.<source>"
-			});
-		} catch (addErr) {
-			// Another node created it between our lookup and our add.
-			await jsm.streams.info(DLQ_STREAM).catch(() => {
-				throw addErr;
-			});
-		}
-	}
+	await ensureJetStream({
+		read: () => jsm.streams.info(DLQ_STREAM),
+		add: () => jsm.streams.add({
+			name: DLQ_STREAM,
+			subjects: [`${DLQ_SUBJECT_PREFIX}>`],
+			storage: StorageType.File,
+			retention: RetentionPolicy.Limits,
+			max_age: nanos(maxAgeMs),
+			duplicate_window: nanos(Math.min(120_000, maxAgeMs)),
+			description: "crm-actors dead letters: one JSON document per message, subject crm.dlq.<source>"
+		})
+	});
 }
 
 /** The part of @seald-io/nedb used here (its CommonJS typings do not resolve as a default import under NodeNext). */

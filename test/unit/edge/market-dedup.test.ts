@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import type { CloudEvent } from "../../../models/cloud-event.ts";
 import type { MarketSignalData } from "../../../models/event-data.schemas.ts";
 import { validateEvent } from "../../../models/cloud-event.validator.ts";
-import { MarketDeduplicator, marketContentKey } from "../../../actors/market-dedup.ts";
+import { MarketDeduplicator, marketContentKey } from "../../../edge/market-dedup.ts";
 import { emptyCustomerState, reduce } from "../../../actors/customer.reducer.ts";
 import type { ReduceContext } from "../../../actors/customer-actor.types.ts";
 

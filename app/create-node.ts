@@ -6,7 +6,7 @@ import { ServiceBroker } from "moleculer";
 import type { ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
 import { brokerOptions } from "../moleculer.config.ts";
-import { createActorStore } from "../actors/host/store-factory.ts";
+import { createActorStore } from "../adapters/store-factory.ts";
 import { journalReplay } from "../actors/host/replay.ts";
 import { reduceContextFor } from "../actors/reduce-context.ts";
 import { createCustomersService } from "../services/customers.service.ts";

@@ -3,7 +3,7 @@
 // acknowledges a message only after its effect is durable. docs/ingestion.md explains why this keeps per-customer
 // order across redeliveries and failover.
 import { StringCodec, type ConsumerMessages, type JetStreamManager, type JsMsg, type NatsConnection } from "nats";
-import type { DeadLetterCode } from "../models/contract/index.ts";
+import type { DeadLetterCode, JetStreamConsumerStats } from "../models/contract/index.ts";
 import { KeyedQueue } from "../lib/keyed.queue.ts";
 import { backoff } from "../lib/retry.ts";
 import { KvLease } from "./jetstream.lease.ts";
@@ -75,24 +75,8 @@ export interface OrderedConsumerOptions {
 	logger: OrderedConsumerLogger;
 }
 
-export interface OrderedConsumerStats {
-	leading: boolean;
-	epoch: number;
-	delivered: number;
-	applied: number;
-	deadLettered: number;
-	retries: number;
-	/** Runs of one customer's consecutive messages applied together, and the messages in them. */
-	batches: number;
-	batchedMessages: number;
-	redeliveries: number;
-	barriers: number;
-	leaderships: number;
-	fences: number;
-	held: number;
-	inFlight: number;
-	unconfirmedAcks: number;
-}
+/** What the consumer counts (`ingest-nats.stats` shows it). */
+export type OrderedConsumerStats = JetStreamConsumerStats;
 
 interface Item {
 	sseq: number;

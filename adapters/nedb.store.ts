@@ -4,8 +4,8 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import DbService from "moleculer-db";
 import type { Service, ServiceBroker } from "moleculer";
-import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "./actor-store.ts";
-import type { CustomerState } from "../../models/customer-state.ts";
+import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
+import type { CustomerState } from "../models/customer-state.ts";
 
 export interface StoreLogger {
 	info(...args: unknown[]): void;
