@@ -113,7 +113,7 @@ export function brokerOptions(config: Config): BrokerOptions {
 		requestTimeout: 30_000,
 		retryPolicy: { enabled: true, retries: 5, delay: 100, maxDelay: 2000, factor: 2, check: isRetryable },
 		validator: true,
-		// Our Prometheus reporter writes histograms completely (mixins/metrics.mixin.ts); Moleculer's types only know
+		// Our Prometheus reporter writes histograms completely (metrics/prometheus.reporter.ts); Moleculer's types only know
 		// reporters by name, its registry takes an instance.
 		metrics: config.metricsPort === undefined
 			? { enabled: false }

@@ -1,4 +1,4 @@
-// The JetStream intake of ingest-nats: what the ordered consumer (mixins/ordered-jetstream.consumer.ts) does with a
+// The JetStream intake of ingest-nats: what the ordered consumer (adapters/ordered-jetstream.consumer.ts) does with a
 // delivered message — read it, check what routing needs (the actor's service validates the rest), key it by customer,
 // de-duplicate market records by content, apply it through the source's sink — how a failure is classified, and how
 // a message becomes a dead letter. Also the stream and the durable consumer it creates when they are missing.

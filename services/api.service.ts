@@ -36,6 +36,45 @@ export function createKeyMatcher(keys: readonly string[]): (given: string) => bo
 	};
 }
 
+/** What of moleculer-web's gateway the readiness check reads: its alias table (the routes it serves now). */
+type GatewayService = Service & {
+	aliases: Array<{ action?: string; _generated?: boolean }>;
+	routes: Array<{ opts: { autoAliases?: boolean } }>;
+	regenerateAutoAliases(route: { opts: { autoAliases?: boolean } }): void;
+};
+
+interface RegistryService {
+	name: string;
+	fullName?: string;
+	actions?: Record<string, { name: string; rest?: unknown; visibility?: string }>;
+}
+
+/**
+ * Why the node cannot serve everything it offers yet (empty: ready): a service of this node not started, no
+ * `customers` anywhere, or an action published with `rest:` (by any node) whose route the gateway has not built yet —
+ * moleculer-web rebuilds its aliases a moment after the registry changes, and until then the route answers 404.
+ */
+export function notReadyBecause(api: GatewayService): string[] {
+	const broker = api.broker;
+	const waiting: string[] = [];
+	if (broker.started !== true) waiting.push("the node is starting");
+	const available = broker.registry.getServiceList({ onlyAvailable: true, withActions: true }) as RegistryService[];
+	const startedHere = new Set((broker.registry.getServiceList({ onlyLocal: true, onlyAvailable: true }) as RegistryService[]).map(s => s.fullName ?? s.name));
+	for (const svc of broker.services) {
+		if (!startedHere.has(svc.fullName)) waiting.push(`service ${svc.fullName} has not started`);
+	}
+	if (!available.some(s => s.name === Customers.service)) waiting.push("no node runs the customers service");
+	const routed = new Set(api.aliases.filter(a => a._generated).map(a => a.action));
+	for (const svc of available) {
+		for (const action of Object.values(svc.actions ?? {})) {
+			// What moleculer-web aliases: published actions with a `rest` definition.
+			if (!action.rest || (action.visibility != null && action.visibility !== "published")) continue;
+			if (!routed.has(action.name)) waiting.push(`route of ${action.name}`);
+		}
+	}
+	return [...new Set(waiting)];
+}
+
 /**
  * Other services publish their own endpoints under /api/v1 by declaring `rest: "GET /things"` on published actions
  * with `settings.rest: "/"` (moleculer-web auto-aliases; same auth, JSON, `{ body, query, params }` params).
@@ -64,8 +103,8 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 							sendJson(res, 200, { status: "live" });
 						},
 						"GET ready"(this: Service, _req: IncomingMessage, res: ServerResponse) {
-							const ready = this.broker.started === true && this.broker.registry.getServiceList({ onlyAvailable: true }).some((s: { name: string }) => s.name === "customers");
-							sendJson(res, ready ? 200 : 503, { status: ready ? "ready" : "not ready" });
+							const waiting = notReadyBecause(this as GatewayService);
+							sendJson(res, waiting.length === 0 ? 200 : 503, waiting.length === 0 ? { status: "ready" } : { status: "not ready", waiting });
 						}
 					}
 				},
@@ -152,6 +191,15 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 				const m = /^Bearer (.+)$/.exec(header);
 				if (m && keyMatches(m[1])) return { apiKey: true };
 				throw new ApiGateway.Errors.UnAuthorizedError(ApiGateway.Errors.ERR_INVALID_TOKEN, { reason: "missing or invalid bearer API key" });
+			}
+		},
+		events: {
+			// Every service of this node has started and is registered: build their routes now, before the node reports
+			// started (moleculer-web builds them half a second after the registry settles, and answers 404 meanwhile).
+			// Services of other nodes get theirs when they appear; /health/ready says so until then.
+			"$broker.started"(this: Service) {
+				const gateway = this as GatewayService;
+				for (const route of gateway.routes) if (route.opts.autoAliases) gateway.regenerateAutoAliases(route);
 			}
 		},
 		started(this: Service) {

@@ -67,7 +67,7 @@ export function createIngestNatsService(config: Config): ServiceSchema {
 			this.market = new MarketDeduplicator(config.ingest.market.expectedItems, config.ingest.market.falsePositiveRate);
 			if (this.broker.isMetricsEnabled()) {
 				const m = this.broker.metrics;
-				// The lag gauge is defined with the other crm_* series (mixins/metrics.mixin.ts); registered here if missing.
+				// The lag gauge is defined with the other crm_* series (metrics/catalogue.ts); registered here if missing.
 				if (!m.getMetric(M.jetstreamLag)) m.register({ name: M.jetstreamLag, type: "gauge", description: "Messages of CRM_EVENTS not yet acknowledged by the ingest consumer" });
 				if (!m.getMetric(LEADER_METRIC)) m.register({ name: LEADER_METRIC, type: "gauge", description: "1 while this node is the one pulling from CRM_EVENTS" });
 			}
