@@ -1,4 +1,5 @@
-// Lint rules; the restricted-imports block keeps the pure domain (actors/, models/) free of I/O.
+// Lint rules; the restricted-imports block keeps the pure domain free of I/O: actors/ (the reducer, risk, the actor
+// host), models/ (types, validators, the contract), and the ml/ code that runs in the actor's turn.
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 import globals from "globals";
@@ -31,11 +32,10 @@ export default tseslint.config(
 		}
 	},
 	{
-		files: ["actors/**/*.ts", "models/**/*.ts"],
-		ignores: ["actors/host/**"],
+		files: ["actors/**/*.ts", "models/**/*.ts", "ml/features.ts", "ml/model.ts"],
 		rules: {
 			"no-restricted-imports": ["error", {
-				paths: ioModules.map(name => ({ name, message: "actors/ and models/ are pure: I/O belongs in actors/host, mixins/ or services/." }))
+				paths: ioModules.map(name => ({ name, message: "actors/, models/ and the actor's ml/ code are pure: I/O belongs in adapters/, edge/ or services/." }))
 			}]
 		}
 	},

@@ -5,10 +5,12 @@ import type { BrokerOptions, Middleware, ServiceSchema } from "moleculer";
 import { credsAuthenticator, nkeyAuthenticator, type ConnectionOptions } from "nats";
 import type { Config } from "./config/index.ts";
 import type { ClusterConfig } from "./config/cluster.config.ts";
-import { RendezvousStrategy } from "./mixins/rendezvous.strategy.ts";
-import { REPL_COMMANDS } from "./bin/repl-commands.ts";
-import { MetricsMiddleware, PrometheusReporter } from "./mixins/metrics.mixin.ts";
+import { RendezvousStrategy } from "./runtime/rendezvous.strategy.ts";
+import { REPL_COMMANDS } from "./app/repl-commands.ts";
+import { MetricsMiddleware } from "./metrics/metrics.middleware.ts";
+import { PrometheusReporter } from "./metrics/prometheus.reporter.ts";
 import type { TracingConfig } from "./config/observability.config.ts";
+import { isRetryable } from "./models/contract/index.ts";
 
 /**
  * Moleculer checks heartbeat deadlines only once per heartbeat timeout, so a dead node could go unnoticed for
@@ -109,9 +111,9 @@ export function brokerOptions(config: Config): BrokerOptions {
 		heartbeatInterval: cluster.heartbeatIntervalS,
 		heartbeatTimeout: cluster.heartbeatTimeoutS,
 		requestTimeout: 30_000,
-		retryPolicy: { enabled: true, retries: 5, delay: 100, maxDelay: 2000, factor: 2, check: (err: Error) => (err as { retryable?: boolean }).retryable === true },
+		retryPolicy: { enabled: true, retries: 5, delay: 100, maxDelay: 2000, factor: 2, check: isRetryable },
 		validator: true,
-		// Our Prometheus reporter writes histograms completely (mixins/metrics.mixin.ts); Moleculer's types only know
+		// Our Prometheus reporter writes histograms completely (metrics/prometheus.reporter.ts); Moleculer's types only know
 		// reporters by name, its registry takes an instance.
 		metrics: config.metricsPort === undefined
 			? { enabled: false }

@@ -2,30 +2,12 @@
 import type { CloudEvent } from "../models/cloud-event.ts";
 import type { CustomerState } from "../models/customer-state.ts";
 import type { RiskRulesFn } from "./risk-rules.ts";
-import type { InteractionLoggedData } from "../models/event-data.schemas.ts";
+import type { InteractionLogged, RiskChanged } from "../models/contract/customers.contract.ts";
 
 export type CustomerMessage =
 	| { kind: "event"; event: CloudEvent }
 	/** A reminder the actor scheduled itself (e.g. "risk.decay"), delivered at or after its due time. */
 	| { kind: "reminder"; name: string };
-
-export interface RiskChanged {
-	customerId: string;
-	oldScore: number;
-	newScore: number;
-	factors: Record<string, number>;
-	/** Dedup key of the event that caused it, or `reminder:<name>`. */
-	cause: string;
-}
-
-/** An applied (not duplicate) interaction, for services that follow the customer's mood (e.g. opportunities). */
-export type InteractionLogged = InteractionLoggedData & {
-	customerId: string;
-	/** Event time as an ISO string. */
-	time: string;
-	/** Dedup key of the event (source/id). */
-	cause: string;
-};
 
 export type Effect =
 	| { type: "customer.risk.changed"; payload: RiskChanged }

@@ -1,8 +1,10 @@
 // The external-task topics of bpmn/*.bpmn and their handlers: one table used by both the embedded engine and the
 // Camunda workers. Handlers only call Moleculer actions through the `call` they are given, and are idempotent: an
 // engine may run a task twice (a lock expired, a node stopped mid-task and resumed).
+import { Agents, call as callVia, Customers, Opportunities, Scoring, Tickets, WorkflowEvents, type Action, type EventDef, type Vars } from "../models/contract/index.ts";
+import type { OpportunityStage } from "../models/entities/opportunity.entity.ts";
 
-export type Vars = Record<string, unknown>;
+export type { Vars };
 
 /** What a handler gets: the task's process context and its variables (process variables + input parameters). */
 export interface TopicTask {
@@ -56,6 +58,16 @@ function required(task: TopicTask, name: string): string {
 	return v;
 }
 
+/** A contract action through the handler's `call`. */
+function call<P, R>(deps: TopicDeps, a: Action<P, R>, params: P): Promise<R> {
+	return callVia({ call: deps.call }, a, params);
+}
+
+/** A contract event through the handler's `emit`. */
+function emit<P extends object>(deps: TopicDeps, e: EventDef<P>, payload: P): void {
+	deps.emit(e.name, payload);
+}
+
 /** Moleculer's "no such action anywhere" (the error crosses the wire as a plain object: match on type). */
 function isServiceMissing(err: unknown): boolean {
 	const type = (err as { type?: string } | null)?.type;
@@ -77,24 +89,19 @@ function effectKey(task: TopicTask): string {
 	return `${task.processInstanceId}/${task.activityId}`;
 }
 
-interface AgentLike { id: string; name?: string; level?: string }
-interface ScoreLike { score: number; probability: number }
-interface CustomerLike { risk?: { score?: number } }
-interface TicketLike { status?: string; assignee?: string | null }
-
 export const TOPIC_HANDLERS: Readonly<Record<string, TopicHandler>> = {
 	/**
 	 * Scores the process's opportunity with the scoring service (`scoring.opportunity`). Without that service the
 	 * task ends in the BPMN error SCORING_UNAVAILABLE, which the process can route around.
 	 */
-	"crm-score-opportunity": async (task, { call }) => {
+	"crm-score-opportunity": async (task, deps) => {
 		const opportunityId = required(task, "opportunityId");
-		let result: ScoreLike;
+		let result;
 		try {
-			result = (await call("scoring.opportunity", { opportunityId })) as ScoreLike;
+			result = await call(deps, Scoring.opportunity, { opportunityId });
 		} catch (err) {
 			if (isServiceMissing(err)) {
-				throw new TopicBpmnError(BPMN_ERRORS.scoringUnavailable, `scoring.opportunity is not available (no node runs the scoring service): ${(err as Error).message}`);
+				throw new TopicBpmnError(BPMN_ERRORS.scoringUnavailable, `${Scoring.opportunity.name} is not available (no node runs the scoring service): ${(err as Error).message}`);
 			}
 			if (isNotFound(err)) throw new TopicBpmnError(BPMN_ERRORS.opportunityMissing, `opportunity ${opportunityId} does not exist`);
 			throw err;
@@ -103,10 +110,10 @@ export const TOPIC_HANDLERS: Readonly<Record<string, TopicHandler>> = {
 	},
 
 	/** Gives the customer an owner: the least loaded available agent. Keeps an owner chosen by an earlier run. */
-	"crm-assign-owner": async (task, { call }) => {
+	"crm-assign-owner": async (task, deps) => {
 		const existing = str(task.variables.owner);
 		if (existing !== undefined) return { owner: existing };
-		const candidates = (await call("agents.candidates", {})) as AgentLike[];
+		const candidates = await call(deps, Agents.candidates, {});
 		const senior = candidates.find(a => a.level === "L2" || a.level === "L3");
 		const chosen = senior ?? candidates[0];
 		// No agent available: the contact task waits unassigned in the team's queue.
@@ -114,9 +121,9 @@ export const TOPIC_HANDLERS: Readonly<Record<string, TopicHandler>> = {
 	},
 
 	/** A notification (template from the task's input parameter `template`), emitted once per task with a dedup key. */
-	"crm-notify": async (task, { emit }) => {
+	"crm-notify": async (task, deps) => {
 		const template = str(task.variables.template) ?? task.activityId;
-		emit("workflow.notification", {
+		emit(deps, WorkflowEvents.notification, {
 			key: effectKey(task),
 			template,
 			processKey: task.processKey,
@@ -128,13 +135,14 @@ export const TOPIC_HANDLERS: Readonly<Record<string, TopicHandler>> = {
 	},
 
 	/** Moves the opportunity to `targetStage` (input parameter) or the `stage` variable; setting it twice is harmless. */
-	"crm-update-stage": async (task, { call }) => {
+	"crm-update-stage": async (task, deps) => {
 		const opportunityId = required(task, "opportunityId");
 		const stage = str(task.variables.targetStage) ?? required(task, "stage");
 		try {
-			await call("opportunities.change", { id: opportunityId, stage });
+			// The stage is checked by the opportunities service's validator: an unknown one fails the task there.
+			await call(deps, Opportunities.change, { id: opportunityId, stage: stage as OpportunityStage });
 		} catch (err) {
-			if (isServiceMissing(err)) throw serviceMissing("opportunities.change", err);
+			if (isServiceMissing(err)) throw serviceMissing(Opportunities.change.name, err);
 			if (isNotFound(err)) throw new TopicBpmnError(BPMN_ERRORS.opportunityMissing, `opportunity ${opportunityId} does not exist`);
 			throw err;
 		}
@@ -142,22 +150,22 @@ export const TOPIC_HANDLERS: Readonly<Record<string, TopicHandler>> = {
 	},
 
 	/** Reads the customer's live risk after the contact: retained when it is back under the threshold. */
-	"crm-evaluate-retention": async (task, { call, riskThreshold }) => {
+	"crm-evaluate-retention": async (task, deps) => {
 		const customerId = required(task, "customerId");
-		const customer = (await call("customers.get", { customerId })) as CustomerLike;
+		const customer = await call(deps, Customers.get, { customerId });
 		const riskScore = customer.risk?.score ?? 0;
 		const outcome = str(task.variables.outcome);
 		// The agent's word counts: a customer who said they are leaving is not retained whatever the score says.
-		const retained = outcome === "LOST" ? false : outcome === "SAVED" ? true : riskScore < riskThreshold;
+		const retained = outcome === "LOST" ? false : outcome === "SAVED" ? true : riskScore < deps.riskThreshold;
 		return { riskScore, retained };
 	},
 
 	/** The SLA of an unresolved ticket ran out: escalate it unless it was resolved meanwhile. */
-	"crm-escalate-ticket": async (task, { call, emit }) => {
+	"crm-escalate-ticket": async (task, deps) => {
 		const ticketId = required(task, "ticketId");
-		const ticket = (await call("tickets.get", { id: ticketId })) as TicketLike;
+		const ticket = await call(deps, Tickets.get, { id: ticketId });
 		if (ticket.status === "RESOLVED") return { escalated: false };
-		emit("ticket.escalated", { key: effectKey(task), ticketId, customerId: str(task.variables.customerId) ?? null, assignee: ticket.assignee ?? null });
+		emit(deps, WorkflowEvents.ticketEscalated, { key: effectKey(task), ticketId, customerId: str(task.variables.customerId) ?? null, assignee: ticket.assignee ?? null });
 		return { escalated: true };
 	}
 };

@@ -14,7 +14,7 @@ import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { ActorHost } from "../actors/host/actor-host.ts";
 import type { ActorStore } from "../actors/host/actor-store.ts";
-import { createActorStore } from "../actors/host/store-factory.ts";
+import { createActorStore } from "../adapters/store-factory.ts";
 import { journalReplay } from "../actors/host/replay.ts";
 import { emptyCustomerState, reduce } from "../actors/customer.reducer.ts";
 import type { ChurnScorer, ReduceContext } from "../actors/customer-actor.types.ts";

@@ -9,7 +9,7 @@ import { performance } from "node:perf_hooks";
 import { parseArgs } from "node:util";
 import type { ServiceBroker } from "moleculer";
 import { loadConfig } from "../config/index.ts";
-import { createNode } from "../bin/create-node.ts";
+import { createNode } from "../app/create-node.ts";
 import { signWebhook } from "../models/webhook-signature.ts";
 import { freePort, startMosquitto, startRedis, waitFor, type ServerHandle } from "../test/harness.ts";
 import mqtt from "mqtt";

@@ -15,7 +15,8 @@ import { AckPolicy, connect, headers, nanos, type JetStreamClient } from "nats";
 import { Redis } from "ioredis";
 import type { ServiceBroker } from "moleculer";
 import { loadConfig } from "../config/index.ts";
-import { createNode } from "../bin/create-node.ts";
+import { createNode } from "../app/create-node.ts";
+import { call, IngestNats } from "../models/contract/index.ts";
 import { freePort, startNats, startRedis, waitFor, type ServerHandle } from "../test/harness.ts";
 
 const { values: args } = parseArgs({
@@ -302,7 +303,7 @@ function e2eScenario(store: string): Scenario {
 			}
 			const node = await startBenchNode(env);
 			try {
-				await waitFor(async () => (await node.broker.call<{ leading: boolean } | null>("ingest-nats.stats"))?.leading === true, { timeoutMs: 15_000 });
+				await waitFor(async () => (await call(node.broker, IngestNats.stats, {}))?.leading === true, { timeoutMs: 15_000 });
 				const latencyOf = (r: PublishResult, acks: Map<number, number>) => r.sentAt.map(([s, at]) => (acks.get(s) ?? NaN) - at).filter(Number.isFinite);
 				const subject = "crm.events.page.viewed";
 
@@ -313,11 +314,11 @@ function e2eScenario(store: string): Scenario {
 				const cpu = process.threadCpuUsage(cpu0);
 				// The node's own thread (publisher and watcher have theirs): CPU per event, steadier than a rate on a busy machine.
 				const cpuPerEvent = (cpu.user + cpu.system) / EVENTS;
-				const st = await node.broker.call<{ batches: number; batchedMessages: number }>("ingest-nats.stats");
+				const st = await call(node.broker, IngestNats.stats, {});
 				const seconds = (allAcked - burst.startedAt) / 1000;
 				const throughput: Row = {
 					name: `NATS → actor persisted → ack (${store})`, events: EVENTS, seconds, latenciesMs: [],
-					note: `${CUSTOMERS} customers, burst; node thread ${fmt(cpuPerEvent)} µs CPU/event; ${fmt((100 * st.batchedMessages) / EVENTS)}% in per-customer batches`,
+					note: `${CUSTOMERS} customers, burst; node thread ${fmt(cpuPerEvent)} µs CPU/event; ${fmt((100 * (st?.batchedMessages ?? 0)) / EVENTS)}% in per-customer batches`,
 					vs: RAW_WINNER
 				};
 

@@ -15,7 +15,7 @@ import { cpus } from "node:os";
 import { parseArgs } from "node:util";
 import { Redis } from "ioredis";
 import { ActorHost } from "../actors/host/actor-host.ts";
-import { RedisActorStore } from "../actors/host/redis.store.ts";
+import { RedisActorStore } from "../adapters/redis.store.ts";
 import { journalReplay } from "../actors/host/replay.ts";
 import type { ReduceContext } from "../actors/customer-actor.types.ts";
 import type { CloudEvent } from "../models/cloud-event.ts";

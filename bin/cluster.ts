@@ -1,99 +1,32 @@
 // `npm run cluster -- --nodes N [--repl] [--base-port P]`: N local nodes over NATS sharing one store, for
 // development and demos. Spawns a local nats-server / redis-server when TRANSPORTER / REDIS_URL (or MONGO_URL) are
 // not given; Ctrl-C stops the nodes first (they drain their writes), then the servers it started.
-import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, constants as fsConstants, createWriteStream, mkdirSync, type WriteStream } from "node:fs";
-import { createServer } from "node:net";
-import { tcpOpen } from "./tcp-open.ts";
+import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { ServiceBroker } from "moleculer";
 import { ConfigError, loadConfig } from "../config/index.ts";
 import { brokerOptions } from "../moleculer.config.ts";
-import { REPL_COMMANDS, toReplCommand, type TextCommand } from "./repl-commands.ts";
+import { REPL_COMMANDS } from "../app/repl-commands.ts";
+import { toReplCommand, type TextCommand } from "../app/repl.ts";
+import { findBinary, freePort, launch, tcpOpen, waitFor, type Launched } from "../lib/processes.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const STOP_GRACE_MS = 15_000;
 const COLORS = [36, 33, 35, 32, 34, 91, 92, 93];
 
-interface Managed {
-	name: string;
-	child: ChildProcess;
-	exited: Promise<void>;
-	alive: boolean;
+/** Waits until `ready()` holds; fails early when the process died. */
+function waitReady(m: Launched, ready: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+	return waitFor(async () => {
+		if (!m.alive()) throw new Error(`${m.name} exited before it was ready`);
+		return ready();
+	}, { timeoutMs, intervalMs: 100, message: `${m.name} was not ready` });
 }
 
 function usage(message?: string): never {
 	if (message) console.error(message);
 	console.error("usage: npm run cluster -- --nodes N [--base-port 3000] [--repl]");
 	process.exit(2);
-}
-
-function findBinary(name: string): string | null {
-	for (const dir of [...(process.env.PATH ?? "").split(path.delimiter), "/usr/sbin", "/usr/local/bin", "/usr/bin"]) {
-		const candidate = path.join(dir, name);
-		try {
-			accessSync(candidate, fsConstants.X_OK);
-			return candidate;
-		} catch {
-			// not in this directory
-		}
-	}
-	return null;
-}
-
-function freePort(): Promise<number> {
-	return new Promise((resolve, reject) => {
-		const server = createServer();
-		server.once("error", reject);
-		server.listen(0, "127.0.0.1", () => {
-			const address = server.address();
-			server.close(() => (address && typeof address === "object" ? resolve(address.port) : reject(new Error("no port"))));
-		});
-	});
-}
-
-/** Spawns a process in its own process group (Ctrl-C reaches only this runner, which stops things in order). */
-function launch(name: string, command: string, args: string[], env: NodeJS.ProcessEnv, output: (line: string) => void): Managed {
-	const child = spawn(command, args, { cwd: ROOT, env, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-	const managed: Managed = { name, child, alive: true, exited: Promise.resolve() };
-	let partial = "";
-	const onData = (chunk: Buffer) => {
-		const lines = (partial + chunk.toString("utf8")).split("\n");
-		partial = lines.pop() ?? "";
-		for (const line of lines) output(line);
-	};
-	child.stdout?.on("data", onData);
-	child.stderr?.on("data", onData);
-	managed.exited = new Promise(resolve => child.once("exit", (code, signal) => {
-		managed.alive = false;
-		if (partial) output(partial);
-		output(`-- ${name} exited (${signal ?? `code ${code}`})`);
-		resolve();
-	}));
-	return managed;
-}
-
-async function stopProcess(m: Managed): Promise<void> {
-	if (!m.alive) return;
-	m.child.kill("SIGTERM");
-	let timer: NodeJS.Timeout | undefined;
-	const late = new Promise<boolean>(resolve => (timer = setTimeout(() => resolve(false), STOP_GRACE_MS)));
-	const inTime = await Promise.race([m.exited.then(() => true), late]);
-	clearTimeout(timer);
-	if (!inTime) {
-		m.child.kill("SIGKILL");
-		await m.exited;
-	}
-}
-
-async function waitReady(what: string, m: Managed, ready: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-	const deadline = Date.now() + timeoutMs;
-	while (!(await ready())) {
-		if (!m.alive) throw new Error(`${what} exited before it was ready`);
-		if (Date.now() > deadline) throw new Error(`${what} was not ready after ${timeoutMs} ms`);
-		await new Promise(resolve => setTimeout(resolve, 100));
-	}
 }
 
 async function main(): Promise<void> {
@@ -137,13 +70,18 @@ async function main(): Promise<void> {
 		return (line: string) => process.stdout.write(`${prefix}${line}\n`);
 	};
 
-	const servers: Managed[] = [];
-	const nodes: Managed[] = [];
+	const servers: Launched[] = [];
+	const nodes: Launched[] = [];
+	// Spawned in their own process groups (Ctrl-C reaches only this runner, which stops things in order); if the runner
+	// dies some other way, they are asked to stop (SIGTERM: the nodes drain their writes) rather than left behind.
+	const start = (name: string, command: string, args: string[], env: NodeJS.ProcessEnv, onLine: (line: string) => void) =>
+		launch(command, args, { name, cwd: ROOT, env, onLine, onParentExit: "SIGTERM" });
+	const stopProcess = (m: Launched) => m.stop(STOP_GRACE_MS);
 	let observer: ServiceBroker | null = null;
 	let childrenStopped: Promise<void> | null = null;
 	/** Nodes first (they drain their writes into the store), then the servers; safe to call more than once. */
 	const stopChildren = () => (childrenStopped ??= (async () => {
-		console.error(`stopping ${nodes.filter(n => n.alive).length} nodes…`);
+		console.error(`stopping ${nodes.filter(n => n.alive()).length} nodes…`);
 		await Promise.all(nodes.map(stopProcess));
 		await Promise.all(servers.map(stopProcess));
 		for (const file of logs) file.end();
@@ -159,10 +97,6 @@ async function main(): Promise<void> {
 	};
 	process.once("SIGINT", () => void stopAll(0));
 	process.once("SIGTERM", () => void stopAll(0));
-	// Last resort if the runner dies some other way: the children are in their own process groups and would stay.
-	process.on("exit", () => {
-		for (const m of [...nodes, ...servers]) if (m.alive) m.child.kill("SIGTERM");
-	});
 
 	const env: NodeJS.ProcessEnv = { ...process.env };
 	try {
@@ -170,9 +104,9 @@ async function main(): Promise<void> {
 			const bin = findBinary("nats-server");
 			if (!bin) throw new Error("TRANSPORTER is not set and nats-server is not installed: install it or set TRANSPORTER=nats://…");
 			const port = await freePort();
-			const nats = launch("nats-server", bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", path.join(clusterDir, "nats")], process.env, sink("nats-server", 6));
+			const nats = start("nats-server", bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", path.join(clusterDir, "nats")], process.env, sink("nats-server", 6));
 			servers.push(nats);
-			await waitReady("nats-server", nats, () => tcpOpen(port));
+			await waitReady(nats, () => tcpOpen(port));
 			env.TRANSPORTER = `nats://127.0.0.1:${port}`;
 		}
 		if (!process.env.REDIS_URL && !process.env.MONGO_URL) {
@@ -182,19 +116,19 @@ async function main(): Promise<void> {
 			const redisDir = path.join(clusterDir, "redis");
 			mkdirSync(redisDir, { recursive: true });
 			// AOF so the local cluster keeps its customers between runs.
-			const redis = launch("redis-server", bin, ["--port", String(port), "--bind", "127.0.0.1", "--dir", redisDir, "--appendonly", "yes", "--save", ""], process.env, sink("redis-server", 7));
+			const redis = start("redis-server", bin, ["--port", String(port), "--bind", "127.0.0.1", "--dir", redisDir, "--appendonly", "yes", "--save", ""], process.env, sink("redis-server", 7));
 			servers.push(redis);
-			await waitReady("redis-server", redis, () => tcpOpen(port));
+			await waitReady(redis, () => tcpOpen(port));
 			env.REDIS_URL = `redis://127.0.0.1:${port}`;
 		}
 
-		const startNode = async (i: number): Promise<Managed> => {
+		const startNode = async (i: number): Promise<Launched> => {
 			const name = `node-${i}`;
 			const port = basePort + i - 1;
-			const node = launch(name, process.execPath, ["bin/start.ts"], { ...env, NODE_ID: name, PORT: String(port), DATA_DIR: path.join(clusterDir, name) }, sink(name, i - 1));
+			const node = start(name, process.execPath, ["bin/start.ts"], { ...env, NODE_ID: name, PORT: String(port), DATA_DIR: path.join(clusterDir, name) }, sink(name, i - 1));
 			nodes.push(node);
 			// A node without the api service has no port to wait on; it joins when it is ready.
-			if (hasApi) await waitReady(name, node, () => tcpOpen(port), 30_000);
+			if (hasApi) await waitReady(node, () => tcpOpen(port), 30_000);
 			return node;
 		};
 		await Promise.all(Array.from({ length: count }, (_, i) => startNode(i + 1)));
@@ -211,7 +145,7 @@ async function main(): Promise<void> {
 					description: "Kill one of this runner's nodes (SIGKILL with --hard, else SIGTERM) to watch the cluster recover",
 					options: [{ option: "--hard", description: "SIGKILL: no draining, no goodbye; others notice by heartbeat timeout" }],
 					async run(_broker, a) {
-						const node = nodes.find(n => n.name === a.name && n.alive);
+						const node = nodes.find(n => n.name === a.name && n.alive());
 						if (!node) return `no running node called ${String(a.name)}`;
 						node.child.kill(a.options.hard ? "SIGKILL" : "SIGTERM");
 						return `${node.name}: ${a.options.hard ? "SIGKILL" : "SIGTERM"} sent`;

@@ -1,6 +1,6 @@
 // `npm start`: one node from the environment (embedded defaults), stopped cleanly on SIGINT/SIGTERM.
 import { ConfigError, loadConfig } from "../config/index.ts";
-import { createNode } from "./create-node.ts";
+import { createNode } from "../app/create-node.ts";
 
 async function main(): Promise<void> {
 	let config;

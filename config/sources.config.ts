@@ -1,5 +1,6 @@
-// Settings for ERP database sync, CSV file drops and click-stream logs, read from the environment; mapping files
-// named by the environment are read and validated here too, so a bad mapping stops the start with its name.
+// Settings of the pull sources — ERP database sync, CSV file drops, click-stream logs, the HTTP event feed — read from
+// the environment, one section each; mapping files named by the environment are read and validated here too, so a
+// bad mapping stops the start with its name.
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { CronExpressionParser } from "cron-parser";
@@ -74,12 +75,24 @@ export interface LogsConfig {
 	startAt: "beginning" | "end";
 }
 
+export interface FeedConfig {
+	/** http(s) URL of a JSON feed of CloudEvents; undefined = the feed source is off. */
+	url: string | undefined;
+	/** Pause between polls once the feed is caught up. */
+	pollMs: number;
+	/** Sent as `Authorization: Bearer <token>` when the feed needs one. */
+	token: string | undefined;
+	/** Timeout of one page request. */
+	requestTimeoutMs: number;
+}
+
 export interface SourcesConfig {
 	/** Rows/lines in flight to the actors per source (order per customer is kept regardless). */
 	concurrency: number;
 	erp: ErpConfig;
 	files: FilesConfig;
 	logs: LogsConfig;
+	feed: FeedConfig;
 }
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
@@ -317,11 +330,21 @@ function loadLogs(env: Env): LogsConfig {
 	};
 }
 
+function loadFeed(env: Env): FeedConfig {
+	return {
+		url: url(env, "FEED_URL", ["http", "https"]),
+		pollMs: int(env, "FEED_POLL_MS", 30_000, 100, 24 * 3600_000),
+		token: str(env, "FEED_TOKEN"),
+		requestTimeoutMs: int(env, "FEED_REQUEST_TIMEOUT_MS", 10_000, 100, 600_000)
+	};
+}
+
 export function loadSourcesConfig(env: Env): SourcesConfig {
 	return {
 		concurrency: int(env, "SOURCES_CONCURRENCY", 32, 1, 10_000),
 		erp: loadErp(env),
 		files: loadFiles(env),
-		logs: loadLogs(env)
+		logs: loadLogs(env),
+		feed: loadFeed(env)
 	};
 }

@@ -1,9 +1,29 @@
-// Loads the churn model named by CHURN_MODEL for the actor host: "off" disables the factor; a missing or
-// incompatible artifact fails the start with the model loader's message (never scores with garbage).
-import { createChurnScorer, loadChurnModel } from "./model.ts";
+// Loads churn model artifacts from files, and the one named by CHURN_MODEL for the actor host: "off" disables the
+// factor; a missing or incompatible artifact fails the start with the model loader's message (never scores with
+// garbage). The model itself (ml/model.ts) is pure: it runs in the actor's turn.
+import { readFileSync } from "node:fs";
+import { ChurnModelError, createChurnScorer, modelFromArtifact, type ChurnModel } from "./model.ts";
 import type { ChurnScorer } from "../actors/customer-actor.types.ts";
 
 interface Logger { info(...args: unknown[]): void }
+
+/** Reads and validates an artifact file. */
+export function loadChurnModel(path: string): ChurnModel {
+	let text: string;
+	try {
+		text = readFileSync(path, "utf8");
+	} catch (err) {
+		const code = (err as NodeJS.ErrnoException).code;
+		throw new ChurnModelError("MODEL_NOT_FOUND", path, code === "ENOENT" ? "file not found (train one with ml/train.cli.ts)" : `cannot read: ${(err as Error).message}`, { cause: err });
+	}
+	let json: unknown;
+	try {
+		json = JSON.parse(text);
+	} catch (err) {
+		throw new ChurnModelError("MODEL_INVALID", path, `not valid JSON: ${(err as Error).message}`, { cause: err });
+	}
+	return modelFromArtifact(json, path);
+}
 
 export function loadChurnScorer(modelPath: string, logger?: Logger): ChurnScorer | null {
 	if (modelPath === "off") {

@@ -1,7 +1,8 @@
-// A small streaming CSV reader for training data (RFC 4180 quoting, LF or CRLF), hashing the bytes as it reads so the
-// artifact can name exactly which file it was trained on.
+// Reading a training CSV file (header + rows) with the one CSV parser (models/csv.parser.ts: RFC 4180 quoting, LF,
+// CRLF or CR), hashing the bytes as it reads so the artifact can name exactly which file it was trained on.
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
+import { CsvParser, isCsvError, type CsvItem } from "../models/csv.parser.ts";
 
 export interface CsvTable {
 	header: string[];
@@ -10,81 +11,39 @@ export interface CsvTable {
 	sha256: string;
 }
 
+function recordsOf(items: CsvItem[], where: string): string[][] {
+	return items.map(item => {
+		if (isCsvError(item)) throw new Error(`${where}: line ${item.line}: ${item.error}`);
+		return item.fields;
+	});
+}
+
 /**
- * Splits CSV text into records. Quoted fields may hold commas, doubled quotes and line breaks; a bare CR before LF is
- * dropped. Returns the complete records and the unfinished tail (to prepend to the next chunk).
+ * Splits CSV text into records, statelessly: returns the complete records and the unfinished tail (to prepend to the
+ * next chunk). Quoted fields may hold commas, doubled quotes and line breaks; blank lines are not records.
  */
 export function parseCsvChunk(text: string, final: boolean): { records: string[][]; rest: string } {
-	const records: string[][] = [];
-	let record: string[] = [];
-	let field = "";
-	let inQuotes = false;
-	let recordStart = 0;
-	let i = 0;
-	while (i < text.length) {
-		const c = text[i];
-		if (inQuotes) {
-			if (c === "\"") {
-				if (text[i + 1] === "\"") {
-					field += "\"";
-					i += 2;
-					continue;
-				}
-				if (i + 1 === text.length && !final) break;
-				inQuotes = false;
-			} else {
-				field += c;
-			}
-			i++;
-			continue;
-		}
-		if (c === "\"" && field === "") {
-			inQuotes = true;
-		} else if (c === ",") {
-			record.push(field);
-			field = "";
-		} else if (c === "\n" || c === "\r") {
-			if (c === "\r" && i + 1 === text.length && !final) break;
-			record.push(field);
-			records.push(record);
-			record = [];
-			field = "";
-			if (c === "\r" && text[i + 1] === "\n") i++;
-			recordStart = i + 1;
-		} else {
-			field += c;
-		}
-		i++;
-	}
-	if (final) {
-		if (inQuotes) throw new Error("CSV ends inside a quoted field");
-		if (field !== "" || record.length > 0) {
-			record.push(field);
-			records.push(record);
-		}
-		return { records, rest: "" };
-	}
-	return { records, rest: text.slice(recordStart) };
+	const parser = new CsvParser();
+	const items = parser.push(text);
+	if (!final) return { records: recordsOf(items, "CSV"), rest: text.slice(parser.pendingFrom) };
+	const last = parser.end();
+	if (last.some(isCsvError)) throw new Error("CSV ends inside a quoted field");
+	return { records: recordsOf([...items, ...last], "CSV"), rest: "" };
 }
 
 /** Reads a whole CSV file (header + rows); every row must have as many cells as the header. */
 export async function readCsv(path: string): Promise<CsvTable> {
 	const hash = createHash("sha256");
-	const all: string[][] = [];
-	let rest = "";
-	const stream = createReadStream(path, { encoding: undefined });
+	const parser = new CsvParser();
 	const decoder = new TextDecoder("utf-8", { fatal: true });
-	for await (const chunk of stream as AsyncIterable<Buffer>) {
+	const all: string[][] = [];
+	for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {
 		hash.update(chunk);
-		const parsed = parseCsvChunk(rest + decoder.decode(chunk, { stream: true }), false);
-		for (const r of parsed.records) all.push(r);
-		rest = parsed.rest;
+		for (const r of recordsOf(parser.push(decoder.decode(chunk, { stream: true })), path)) all.push(r);
 	}
-	for (const r of parseCsvChunk(rest + decoder.decode(), true).records) all.push(r);
-	const nonEmpty = all.filter(r => !(r.length === 1 && r[0] === ""));
-	if (nonEmpty.length === 0) throw new Error(`${path}: empty CSV (no header row)`);
-	const header = nonEmpty[0].map((h, i) => (i === 0 ? h.replace(/^\uFEFF/, "") : h));
-	const rows = nonEmpty.slice(1);
+	for (const r of recordsOf([...parser.push(decoder.decode()), ...parser.end()], path)) all.push(r);
+	if (all.length === 0) throw new Error(`${path}: empty CSV (no header row)`);
+	const [header, ...rows] = all;
 	rows.forEach((r, i) => {
 		if (r.length !== header.length) {
 			throw new Error(`${path}: data row ${i + 1} has ${r.length} cells, the header has ${header.length}`);

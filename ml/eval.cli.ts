@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { isDeepStrictEqual, parseArgs } from "node:util";
 import { readCsv } from "./csv.ts";
 import { formatMetrics } from "./metrics.ts";
-import { loadChurnModel } from "./model.ts";
+import { loadChurnModel } from "./churn-scorer.ts";
 import { evaluateOnTestSplit } from "./training.ts";
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");

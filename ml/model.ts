@@ -1,6 +1,5 @@
 // The churn-model artifact: its type, validation at load (a missing or incompatible file fails with the path and the
 // problem, never scores with garbage), and the synchronous scorer the customer actor calls in its turn.
-import { readFileSync } from "node:fs";
 import brain from "brain.js";
 import type { INeuralNetworkJSON } from "brain.js";
 import type { ChurnScorer } from "../actors/customer-actor.types.ts";
@@ -131,24 +130,6 @@ export function modelFromArtifact(json: unknown, source: string): ChurnModel {
 		source,
 		predict: v => clamp01(run(v)[0])
 	};
-}
-
-/** Reads and validates an artifact file. */
-export function loadChurnModel(path: string): ChurnModel {
-	let text: string;
-	try {
-		text = readFileSync(path, "utf8");
-	} catch (err) {
-		const code = (err as NodeJS.ErrnoException).code;
-		throw new ChurnModelError("MODEL_NOT_FOUND", path, code === "ENOENT" ? "file not found (train one with ml/train.cli.ts)" : `cannot read: ${(err as Error).message}`, { cause: err });
-	}
-	let json: unknown;
-	try {
-		json = JSON.parse(text);
-	} catch (err) {
-		throw new ChurnModelError("MODEL_INVALID", path, `not valid JSON: ${(err as Error).message}`, { cause: err });
-	}
-	return modelFromArtifact(json, path);
 }
 
 export interface ChurnScorerOptions {

@@ -1,10 +1,6 @@
 // Opportunity scoring: a pure, explainable points model over stage, amount, age, recent activity and the sentiment of
 // the latest interaction. No clock, no I/O: `now` comes in, so the same input always gives the same score.
-
-export const OPPORTUNITY_STAGES = ["QUALIFICATION", "PROPOSAL", "NEGOTIATION", "WON", "LOST"] as const;
-export type OpportunityStage = (typeof OPPORTUNITY_STAGES)[number];
-/** Stages in which the deal is still open; interactions and scoring matter only there. */
-export const OPEN_STAGES: readonly OpportunityStage[] = ["QUALIFICATION", "PROPOSAL", "NEGOTIATION"];
+import { OPPORTUNITY_STAGES, type OpportunityStage } from "../models/entities/opportunity.entity.ts";
 
 export interface OpportunityScoreInput {
 	stage: OpportunityStage;

@@ -30,6 +30,17 @@ export interface CloudEvent<T extends EventType = EventType, D = Record<string, 
 	data: D;
 }
 
+/** An event as a producer builds it, before validation: any type name, any data (the validator decides). */
+export interface RawCloudEvent {
+	specversion: "1.0";
+	id: string;
+	source: string;
+	type: string;
+	subject: string;
+	time: string;
+	data: Record<string, unknown>;
+}
+
 /** The dedup key of an event: `source` + `id` (ARCHITECTURE §3). */
 export function eventKey(event: Pick<CloudEvent, "source" | "id">): string {
 	return `${event.source}/${event.id}`;

@@ -18,7 +18,10 @@ export interface ValidateOptions {
 	now?: number;
 }
 
-export type EventValidation = { ok: true; event: KnownCloudEvent } | { ok: false; reason: string };
+/** Why an input is not a valid event, as a short code of bounded variety (dead-letter reason codes, metric labels). */
+export type ValidationCode = "invalid_event" | "unknown_type" | "missing_customer" | "oversize" | "forbidden_key";
+
+export type EventValidation = { ok: true; event: KnownCloudEvent } | { ok: false; code: ValidationCode; reason: string };
 export type BatchValidation = { ok: true; events: KnownCloudEvent[] } | { ok: false; errors: { index: number; reason: string }[] };
 
 const KNOWN_TYPES: ReadonlySet<string> = new Set(EVENT_TYPES);
@@ -56,7 +59,7 @@ function walk(value: unknown, level: number, limit: number): number | Invalid {
 		let bytes = value.length > 0 ? value.length + 1 : 2; // brackets and commas
 		for (let i = 0; i < value.length; i++) {
 			const r = walk(value[i], level + 1, limit);
-			if (r instanceof Invalid) return r === OVERSIZE ? r : new Invalid(r.reason, `[${i}]${r.subpath}`);
+			if (r instanceof Invalid) return r === OVERSIZE ? r : r.under(`[${i}]`);
 			bytes += r;
 			if (bytes > limit) return OVERSIZE;
 		}
@@ -66,11 +69,11 @@ function walk(value: unknown, level: number, limit: number): number | Invalid {
 	let bytes = 1; // "{"; each member adds its comma or the closing "}"
 	let members = 0;
 	for (const key of Object.keys(value)) {
-		if (FORBIDDEN_KEYS.has(key)) return new Invalid(`has forbidden key "${key}"`);
+		if (FORBIDDEN_KEYS.has(key)) return new Invalid(`has forbidden key "${key}"`, "", true);
 		const v = value[key];
 		if (v === undefined) continue;
 		const r = walk(v, level + 1, limit);
-		if (r instanceof Invalid) return r === OVERSIZE ? r : new Invalid(r.reason, `.${showKey(key)}${r.subpath}`);
+		if (r instanceof Invalid) return r === OVERSIZE ? r : r.under(`.${showKey(key)}`);
 		bytes += jsonStringBytes(key) + 2 + r; // "key" : value ,|}
 		members++;
 		if (bytes > limit) return OVERSIZE;
@@ -141,12 +144,14 @@ export function eventTimeMs(event: CloudEvent): number {
 	return parseRfc3339(event.time);
 }
 
-function fail(reason: string): { ok: false; reason: string } {
-	return { ok: false, reason };
+type Failure = { ok: false; code: ValidationCode; reason: string };
+
+function fail(reason: string, code: ValidationCode = "invalid_event"): Failure {
+	return { ok: false, code, reason };
 }
 
-function missing(name: string): { ok: false; reason: string } {
-	return fail(`missing required attribute "${name}"`);
+function missing(name: string): Failure {
+	return fail(`missing required attribute "${name}"`, name === "subject" ? "missing_customer" : "invalid_event");
 }
 
 /**
@@ -157,17 +162,17 @@ export function validateEvent(input: unknown, opts: ValidateOptions = {}): Event
 	if (!isPlainObject(input)) return fail("event must be a JSON object");
 	let dataBytes = 0;
 	for (const key of Object.keys(input)) {
-		if (FORBIDDEN_KEYS.has(key)) return fail(`event has forbidden key "${key}"`);
+		if (FORBIDDEN_KEYS.has(key)) return fail(`event has forbidden key "${key}"`, "forbidden_key");
 		const value = input[key];
 		if (typeof value !== "object" || value === null) continue;
 		const isData = key === "data";
 		const r = walk(value, 2, isData ? MAX_DATA_BYTES : Infinity);
-		if (r === OVERSIZE) return fail("data exceeds 64 KiB");
-		if (r instanceof Invalid) return fail(`${isData ? "data" : showKey(key)}${r.subpath} ${r.reason}`);
+		if (r === OVERSIZE) return fail("data exceeds 64 KiB", "oversize");
+		if (r instanceof Invalid) return fail(`${isData ? "data" : showKey(key)}${r.subpath} ${r.reason}`, r.forbiddenKey ? "forbidden_key" : "invalid_event");
 		if (isData) dataBytes = r;
 	}
 	// walk() only bails once it passes the limit; the last member can still land above it.
-	if (dataBytes > MAX_DATA_BYTES) return fail("data exceeds 64 KiB");
+	if (dataBytes > MAX_DATA_BYTES) return fail("data exceeds 64 KiB", "oversize");
 
 	const { specversion, id, source, type, subject, time, datacontenttype, data } = input;
 	if (specversion == null) return missing("specversion");
@@ -180,10 +185,10 @@ export function validateEvent(input: unknown, opts: ValidateOptions = {}): Event
 	}
 	if (type == null) return missing("type");
 	if (typeof type !== "string") return fail(`attribute "type" must be a string`);
-	if (!KNOWN_TYPES.has(type)) return fail(`unknown event type "${showKey(type)}"`);
+	if (!KNOWN_TYPES.has(type)) return fail(`unknown event type "${showKey(type)}"`, "unknown_type");
 	if (subject == null) return missing("subject");
 	if (typeof subject !== "string" || !SUBJECT_PATTERN.test(subject)) {
-		return fail(`attribute "subject" must be a customer id of 1..128 letters, digits or ._:@- starting with a letter or digit`);
+		return fail(`attribute "subject" must be a customer id of 1..128 letters, digits or ._:@- starting with a letter or digit`, "missing_customer");
 	}
 	if (time == null) return missing("time");
 	const timeMs = typeof time === "string" ? parseRfc3339(time) : NaN;
@@ -206,7 +211,7 @@ export function validateEvent(input: unknown, opts: ValidateOptions = {}): Event
 	}
 
 	const checked = validateEventData(type as EventType, data);
-	if (!checked.ok) return checked;
+	if (!checked.ok) return fail(checked.reason);
 	const event = {
 		specversion: "1.0",
 		id,

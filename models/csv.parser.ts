@@ -43,6 +43,9 @@ export class CsvParser {
 	private recordLine = 1;
 	private afterCR = false;
 	private atStart = true;
+	/** Characters pushed before the current chunk, and the offset just past the last line end seen (or skipped). */
+	private pushedBefore = 0;
+	private lineEndAt = 0;
 
 	constructor(opts: CsvParserOptions = {}) {
 		this.delimiter = opts.delimiter ?? ",";
@@ -55,6 +58,14 @@ export class CsvParser {
 	/** Characters held for the record not yet complete: what the parser keeps in memory between chunks. */
 	get bufferedChars(): number {
 		return this.recordChars;
+	}
+
+	/**
+	 * Offset, in all the text pushed so far, where the record not yet complete begins (just past the last line end
+	 * outside quotes): the text from here on is what a stateless caller would keep for the next chunk.
+	 */
+	get pendingFrom(): number {
+		return this.lineEndAt;
 	}
 
 	/** Parses the next chunk; returns the records completed by it. */
@@ -81,6 +92,7 @@ export class CsvParser {
 					if (c === "\n" || c === "\r") {
 						this.line++;
 						this.afterCR = c === "\r";
+						this.lineEndAt = this.pushedBefore + i + 1;
 						this.resetRecord();
 						this.state = FIELD;
 					}
@@ -125,6 +137,7 @@ export class CsvParser {
 						this.line++;
 						this.recordLine = this.line;
 						this.afterCR = c === "\r";
+						this.lineEndAt = this.pushedBefore + i + 1;
 						i++;
 					} else if (c === "\"" && !this.fieldStarted) {
 						this.fieldStarted = true;
@@ -152,6 +165,7 @@ export class CsvParser {
 				this.record = [];
 			}
 		}
+		this.pushedBefore += n;
 		return out;
 	}
 

@@ -2,6 +2,7 @@
 // yields its TypeScript type, so the two cannot drift apart (STYLE: derive the types from the validator).
 import type { CloudEvent, EventType } from "./cloud-event.ts";
 import type { ProfileValue } from "./customer-state.ts";
+import { TICKET_PRIORITIES } from "./entities/ticket.entity.ts";
 
 export const ORDER_STATUSES = ["CREATED", "PAID", "SHIPPED", "DELIVERED", "CANCELLED", "RETURNED"] as const;
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
@@ -9,8 +10,6 @@ export const INTERACTION_CHANNELS = ["email", "phone", "chat", "meeting", "socia
 export type InteractionChannel = (typeof INTERACTION_CHANNELS)[number];
 export const INTERACTION_DIRECTIONS = ["inbound", "outbound"] as const;
 export type InteractionDirection = (typeof INTERACTION_DIRECTIONS)[number];
-export const TICKET_PRIORITIES = ["LOW", "MEDIUM", "HIGH", "CRITICAL"] as const;
-export type TicketPriority = (typeof TICKET_PRIORITIES)[number];
 
 /** Own keys that could reach an object's prototype when copied or merged; rejected everywhere in input. */
 export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);
@@ -30,9 +29,17 @@ const DIGIT_PATTERN = /[0-9]/;
 export class Invalid {
 	readonly reason: string;
 	readonly subpath: string;
-	constructor(reason: string, subpath = "") {
+	/** Set when the failure is a forbidden (prototype) key: reported with its own code. */
+	readonly forbiddenKey: boolean;
+	constructor(reason: string, subpath = "", forbiddenKey = false) {
 		this.reason = reason;
 		this.subpath = subpath;
+		this.forbiddenKey = forbiddenKey;
+	}
+
+	/** The same failure one level further up: `subpath` is prefixed with the step taken. */
+	under(step: string): Invalid {
+		return new Invalid(this.reason, step + this.subpath, this.forbiddenKey);
 	}
 }
 
@@ -147,7 +154,7 @@ function map<T>(minKeys: number, maxKeys: number, valueCheck: Check<T>, known: R
 			}
 			if (++count > maxKeys) return notMap;
 			const r = entry(key, v);
-			if (r instanceof Invalid) return new Invalid(r.reason, `.${key}${r.subpath}`);
+			if (r instanceof Invalid) return r.under(`.${key}`);
 			out[key] = r;
 		}
 		return count < minKeys ? notMap : out;

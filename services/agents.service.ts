@@ -1,27 +1,12 @@
 // agents: the support agents tickets are routed to (moleculer-db through DbMixin: NeDB under DATA_DIR, MongoDB with
 // MONGO_URL). REST under /api/v1/agents; `candidates` and `adjustLoad` serve ticket routing.
 import { randomBytes } from "node:crypto";
-import { Errors } from "moleculer";
-import type { Context, Service, ServiceSchema } from "moleculer";
+import type { Context, Errors, Service, ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
 import { DbMixin } from "../mixins/db.mixin.ts";
-import { MAX_CANDIDATES } from "./rules/ticket-router.ts";
-
-export const AGENT_LEVELS = ["L1", "L2", "L3"] as const;
-export type AgentLevel = (typeof AGENT_LEVELS)[number];
-
-export interface Agent {
-	id: string;
-	name: string;
-	level: AgentLevel;
-	/** Upper-case skill tags, e.g. NETWORK, BILLING. */
-	skills: string[];
-	available: boolean;
-	/** Open tickets assigned to the agent. */
-	load: number;
-	createdAt: string;
-	updatedAt: string;
-}
+import { Agents, call, MAX_ROUTING_CANDIDATES, type ChangeAgentParams, type CreateAgentParams } from "../models/contract/index.ts";
+import { AGENT_LEVELS, type Agent, type AgentLevel } from "../models/entities/agent.entity.ts";
+import { contractError } from "../runtime/contract-error.ts";
 
 type AgentDoc = Omit<Agent, "id"> & { _id: string };
 
@@ -67,15 +52,6 @@ const LIST_QUERY = {
 	offset: { type: "number", integer: true, min: 0, optional: true, convert: true }
 } as const;
 
-export interface CreateAgentParams {
-	id?: string;
-	name: string;
-	level: AgentLevel;
-	skills?: string[];
-	available?: boolean;
-	load?: number;
-}
-export type ChangeAgentParams = Partial<Pick<Agent, "name" | "level" | "skills" | "available" | "load">>;
 interface ListParams { available?: boolean; level?: AgentLevel; skill?: string; limit?: number; offset?: number }
 
 type AgentsService = Service & {
@@ -90,13 +66,13 @@ function toAgent(doc: AgentDoc): Agent {
 	return { id: _id, ...rest };
 }
 
-function notFound(id: string): Errors.MoleculerClientError {
-	return new Errors.MoleculerClientError(`agent ${id} not found`, 404, "AGENT_NOT_FOUND", { id });
+function notFound(id: string): Errors.MoleculerError {
+	return contractError("AGENT_NOT_FOUND", `agent ${id} not found`, { id });
 }
 
 export function createAgentsService(config: Config, now: () => number = Date.now): ServiceSchema {
 	return {
-		name: "agents",
+		name: Agents.service,
 		mixins: [DbMixin({ collection: "agents", config, indexes: ["available"] }) as ServiceSchema],
 		settings: { rest: "/" },
 		actions: {
@@ -113,7 +89,7 @@ export function createAgentsService(config: Config, now: () => number = Date.now
 			candidates: {
 				visibility: "public",
 				async handler(this: AgentsService): Promise<Agent[]> {
-					const docs = await this.adapter.find({ query: { available: true }, sort: ["load"], limit: MAX_CANDIDATES });
+					const docs = await this.adapter.find({ query: { available: true }, sort: ["load"], limit: MAX_ROUTING_CANDIDATES });
 					return docs.map(toAgent);
 				}
 			},
@@ -156,7 +132,7 @@ export function createAgentsService(config: Config, now: () => number = Date.now
 				rest: "GET /agents/:id",
 				params: { params: { type: "object", props: { id: AGENT_ID } } },
 				handler(this: AgentsService, ctx: Context<RestParams<unknown, unknown, { id: string }>>): Promise<Agent> {
-					return ctx.call("agents.get", { id: ctx.params.params.id });
+					return call(ctx, Agents.get, { id: ctx.params.params.id });
 				}
 			},
 			patchAgent: {
@@ -173,7 +149,7 @@ export function createAgentsService(config: Config, now: () => number = Date.now
 		methods: {
 			async addAgent(this: AgentsService, p: CreateAgentParams): Promise<Agent> {
 				const id = p.id ?? `agent-${randomBytes(6).toString("hex")}`;
-				if (await this.adapter.findById(id)) throw new Errors.MoleculerClientError(`agent ${id} already exists`, 409, "AGENT_EXISTS", { id });
+				if (await this.adapter.findById(id)) throw contractError("AGENT_EXISTS", `agent ${id} already exists`, { id });
 				const at = new Date(now()).toISOString();
 				const doc = await this.adapter.insert({
 					_id: id,

@@ -1,18 +1,18 @@
 // api: the HTTP contract of ARCHITECTURE §9 (moleculer-web): events in, customer reads, risk listing, health, auth.
-import { Buffer, isUtf8 } from "node:buffer";
+import { Buffer } from "node:buffer";
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import ApiGateway from "moleculer-web";
 import type { ApiRouteSchema, ApiSettingsSchema } from "moleculer-web";
-import { Errors } from "moleculer";
 import type { Context, ServiceSchema, Service } from "moleculer";
 import type { Config } from "../config/index.ts";
-import { validateEvents } from "../models/cloud-event.validator.ts";
 import { redactUrl } from "../models/url-redaction.ts";
 import { asyncApiDocument, openApiDocument, type ParamRule, type RouteInfo } from "../models/published-schemas.ts";
 import pkg from "../package.json" with { type: "json" };
-import type { CloudEvent } from "../models/cloud-event.ts";
-import type { HandleResult } from "../actors/host/actor-host.ts";
+import { call, Customers } from "../models/contract/index.ts";
+import { SourceMixin, sinkOf } from "../mixins/source.mixin.ts";
+import { contractError } from "../runtime/contract-error.ts";
+import { jsonBodyParser, sendError, sendJson } from "../runtime/http-json.ts";
 
 /** Largest accepted request body: 1000 events of a few hundred bytes fit many times over. */
 const BODY_LIMIT = "8mb";
@@ -20,37 +20,6 @@ const API_PREFIX = "/api/v1";
 const PACKAGE_VERSION: string = pkg.version;
 
 interface RestParams<B = unknown, Q = Record<string, string>, P = Record<string, string>> { body: B; query: Q; params: P }
-
-export function groupBySubject(events: CloudEvent[]): Map<string, CloudEvent[]> {
-	const groups = new Map<string, CloudEvent[]>();
-	for (const e of events) {
-		const list = groups.get(e.subject);
-		if (list) list.push(e);
-		else groups.set(e.subject, [e]);
-	}
-	return groups;
-}
-
-/**
- * Sends validated events to their actors — one call per customer, its events in order, customers in parallel — and
- * resolves once every change is persisted, with how many were applied and how many were duplicates.
- */
-export async function applyEvents(ctx: Context, events: CloudEvent[]): Promise<{ accepted: number; duplicates: number }> {
-	const results = await Promise.all(
-		[...groupBySubject(events)].map(([customerId, list]) =>
-			list.length === 1
-				? ctx.call<HandleResult, unknown>("customers.handle", { customerId, event: list[0] }).then(r => [r])
-				: ctx.call<HandleResult[], unknown>("customers.handleMany", { customerId, events: list })
-		)
-	);
-	let accepted = 0;
-	let duplicates = 0;
-	for (const list of results) for (const r of list) {
-		if (r.applied) accepted++;
-		else duplicates++;
-	}
-	return { accepted, duplicates };
-}
 
 function sha256(s: string): Buffer {
 	return createHash("sha256").update(s).digest();
@@ -71,42 +40,43 @@ export function createKeyMatcher(keys: readonly string[]): (given: string) => bo
 	};
 }
 
-/** A JSON body must be UTF-8 (RFC 8259 §8.1); refuse other charsets and invalid bytes instead of decoding them lossily. */
-export function verifyUtf8Body(_req: IncomingMessage, _res: ServerResponse, buf: Buffer, encoding: string | null): void {
-	if (encoding !== null && encoding.toLowerCase() !== "utf-8") {
-		throw Object.assign(new Error(`unsupported charset "${encoding}": send UTF-8`), { status: 415, type: "UNSUPPORTED_CHARSET" });
-	}
-	if (!isUtf8(buf)) throw Object.assign(new Error("body is not valid UTF-8"), { status: 400, type: "INVALID_ENCODING" });
+/** What of moleculer-web's gateway the readiness check reads: its alias table (the routes it serves now). */
+type GatewayService = Service & {
+	aliases: Array<{ action?: string; _generated?: boolean }>;
+	routes: Array<{ opts: { autoAliases?: boolean } }>;
+	regenerateAutoAliases(route: { opts: { autoAliases?: boolean } }): void;
+};
+
+interface RegistryService {
+	name: string;
+	fullName?: string;
+	actions?: Record<string, { name: string; rest?: unknown; visibility?: string }>;
 }
 
 /**
- * The body-parser options of a JSON route: UTF-8 only, and no Content-Encoding (a corrupt gzip stream would
- * otherwise surface as a 500 without a status; 415 tells the client what to change).
+ * Why the node cannot serve everything it offers yet (empty: ready): a service of this node not started, no
+ * `customers` anywhere, or an action published with `rest:` (by any node) whose route the gateway has not built yet —
+ * moleculer-web rebuilds its aliases a moment after the registry changes, and until then the route answers 404.
  */
-export function jsonBodyParser(limit: string) {
-	return { strict: false, limit, inflate: false, verify: verifyUtf8Body };
-}
-
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
-	const text = JSON.stringify(body);
-	res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(text) });
-	res.end(text);
-}
-
-/** Maps any error to the JSON error body clients rely on: `{ errors: [...] }` for invalid events, else `{ error }`. */
-export function sendError(res: ServerResponse, err: Errors.MoleculerError | Error): void {
-	const e = err as Errors.MoleculerError;
-	let status = typeof e.code === "number" && e.code >= 400 && e.code < 600 ? e.code : 500;
-	if (e.type === "VALIDATION_ERROR" || e.type === "INVALID_EVENT") status = 400;
-	if (e.type === "entity.parse.failed") return sendJson(res, 400, { error: { type: "INVALID_JSON", message: `request body is not valid JSON: ${e.message}` } });
-	if (e.type === "INVALID_EVENTS") return sendJson(res, 400, { errors: (e.data as { errors: unknown[] }).errors });
-	if (e.type === "INVALID_EVENT") {
-		const d = (e.data ?? {}) as { index?: number; reason?: string };
-		return sendJson(res, 400, { errors: [{ index: d.index ?? 0, reason: d.reason ?? e.message }] });
+export function notReadyBecause(api: GatewayService): string[] {
+	const broker = api.broker;
+	const waiting: string[] = [];
+	if (broker.started !== true) waiting.push("the node is starting");
+	const available = broker.registry.getServiceList({ onlyAvailable: true, withActions: true }) as RegistryService[];
+	const startedHere = new Set((broker.registry.getServiceList({ onlyLocal: true, onlyAvailable: true }) as RegistryService[]).map(s => s.fullName ?? s.name));
+	for (const svc of broker.services) {
+		if (!startedHere.has(svc.fullName)) waiting.push(`service ${svc.fullName} has not started`);
 	}
-	const body: Record<string, unknown> = { error: { type: e.type ?? "INTERNAL_ERROR", message: status >= 500 && !e.retryable ? "internal error" : e.message } };
-	if (status < 500 && e.data !== undefined) (body.error as Record<string, unknown>).data = e.data;
-	sendJson(res, status, body);
+	if (!available.some(s => s.name === Customers.service)) waiting.push("no node runs the customers service");
+	const routed = new Set(api.aliases.filter(a => a._generated).map(a => a.action));
+	for (const svc of available) {
+		for (const action of Object.values(svc.actions ?? {})) {
+			// What moleculer-web aliases: published actions with a `rest` definition.
+			if (!action.rest || (action.visibility != null && action.visibility !== "published")) continue;
+			if (!routed.has(action.name)) waiting.push(`route of ${action.name}`);
+		}
+	}
+	return [...new Set(waiting)];
 }
 
 interface AliasInfo {
@@ -136,7 +106,8 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 	const authRequired = config.apiKeys.length > 0;
 	return {
 		name: "api",
-		mixins: [ApiGateway],
+		// The API is a source too: events it takes in go through its sink (validated, applied per customer, counted).
+		mixins: [ApiGateway, SourceMixin({ source: "api", caller: "api", config })],
 		settings: {
 			port: config.port,
 			ip: config.host,
@@ -153,8 +124,8 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 							sendJson(res, 200, { status: "live" });
 						},
 						"GET ready"(this: Service, _req: IncomingMessage, res: ServerResponse) {
-							const ready = this.broker.started === true && this.broker.registry.getServiceList({ onlyAvailable: true }).some((s: { name: string }) => s.name === "customers");
-							sendJson(res, ready ? 200 : 503, { status: ready ? "ready" : "not ready" });
+							const waiting = notReadyBecause(this as GatewayService);
+							sendJson(res, waiting.length === 0 ? 200 : 503, waiting.length === 0 ? { status: "ready" } : { status: "not ready", waiting });
 						}
 					}
 				},
@@ -204,9 +175,10 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 				visibility: "published",
 				params: { body: "any" },
 				async handler(this: Service, ctx: Context<RestParams, { $statusCode?: number }>) {
-					const v = validateEvents(ctx.params.body);
-					if (!v.ok) throw new Errors.MoleculerClientError("invalid events", 400, "INVALID_EVENTS", { errors: v.errors });
-					const counts = await applyEvents(ctx, v.events);
+					const sink = sinkOf(this);
+					const v = sink.validateBatch(ctx.params.body);
+					if (!v.ok) throw contractError("INVALID_EVENTS", "invalid events", { errors: v.errors });
+					const counts = await sink.applyAll(v.events, ctx);
 					ctx.meta.$statusCode = 202;
 					return counts;
 				}
@@ -215,14 +187,14 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 				visibility: "published",
 				params: { params: { type: "object", props: { id: "string" } } },
 				handler(this: Service, ctx: Context<RestParams>) {
-					return ctx.call("customers.get", { customerId: ctx.params.params.id });
+					return call(ctx, Customers.get, { customerId: ctx.params.params.id });
 				}
 			},
 			getJournal: {
 				visibility: "published",
 				params: { params: { type: "object", props: { id: "string" } }, query: { type: "object", props: { limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true } } } },
 				handler(this: Service, ctx: Context<RestParams<unknown, { limit?: number }>>) {
-					return ctx.call("customers.journal", { customerId: ctx.params.params.id, limit: ctx.params.query.limit });
+					return call(ctx, Customers.journal, { customerId: ctx.params.params.id, limit: ctx.params.query.limit });
 				}
 			},
 			listCustomers: {
@@ -237,7 +209,7 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 					}
 				},
 				handler(this: Service, ctx: Context<RestParams<unknown, { riskAbove?: number; limit?: number }>>) {
-					return ctx.call("customers.listByRisk", { riskAbove: ctx.params.query.riskAbove, limit: ctx.params.query.limit });
+					return call(ctx, Customers.listByRisk, { riskAbove: ctx.params.query.riskAbove, limit: ctx.params.query.limit });
 				}
 			}
 		},
@@ -258,6 +230,15 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 				const m = /^Bearer (.+)$/.exec(header);
 				if (m && keyMatches(m[1])) return { apiKey: true };
 				throw new ApiGateway.Errors.UnAuthorizedError(ApiGateway.Errors.ERR_INVALID_TOKEN, { reason: "missing or invalid bearer API key" });
+			}
+		},
+		events: {
+			// Every service of this node has started and is registered: build their routes now, before the node reports
+			// started (moleculer-web builds them half a second after the registry settles, and answers 404 meanwhile).
+			// Services of other nodes get theirs when they appear; /health/ready says so until then.
+			"$broker.started"(this: Service) {
+				const gateway = this as GatewayService;
+				for (const route of gateway.routes) if (route.opts.autoAliases) gateway.regenerateAutoAliases(route);
 			}
 		},
 		started(this: Service) {

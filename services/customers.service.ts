@@ -2,61 +2,37 @@
 // rendezvous strategy; a write lost to another node (CAS) is re-routed, never applied twice.
 import { Errors } from "moleculer";
 import type { Context, ServiceSchema } from "moleculer";
-import { ActorHostError, type HandleResult } from "../actors/host/actor-host.ts";
+import { ActorHostError } from "../actors/host/actor-host.ts";
 import type { CustomerState } from "../models/customer-state.ts";
 import { validateEvent } from "../models/cloud-event.validator.ts";
 import type { CloudEvent } from "../models/cloud-event.ts";
+import {
+	CUSTOMER_ID, Customers, toCustomerView, type CustomerView, type HandleResult, type InspectResult, type InvalidEventData, type JournalEntryView,
+	type NodeStats, type PassivateResult, type RiskRow
+} from "../models/contract/index.ts";
+import { contractError } from "../runtime/contract-error.ts";
 import { ShardedActorMixin, type ShardedActorDeps, type ShardedActorSchema, type ShardedActorService } from "../mixins/sharded-actor.mixin.ts";
 
-const CUSTOMER_ID = { type: "string", min: 1, max: 128, pattern: /^[A-Za-z0-9][A-Za-z0-9._:@-]*$/ } as const;
 /** How many times a message lost to a version conflict is re-routed before the caller sees the error. */
 const MAX_REROUTES = 5;
 /** Synthetic ids over which `nodeStats` measures each node's share of the key space. */
 const SHARE_SAMPLE = Array.from({ length: 10_000 }, (_, i) => `share-sample-${i}`);
 
+/** What the wire brings: the events are validated here, whoever sent them. */
 interface HandleParams { customerId: string; event: unknown }
 interface HandleManyParams { customerId: string; events: unknown[] }
 interface Meta { reroutes?: number }
 
-export interface CustomerView {
-	id: string;
-	version: number;
-	createdAt: string;
-	lastActivityAt: string;
-	profile: CustomerState["profile"];
-	counters: CustomerState["counters"];
-	risk: CustomerState["risk"];
-	churnProbability: number | null;
-	lastSentiment: number | null;
-	openTicketIds: string[];
-	telemetry: CustomerState["telemetry"];
-	reminders: Record<string, string>;
-}
-
-export function toCustomerView(s: CustomerState): CustomerView {
-	return {
-		id: s.id,
-		version: s.version,
-		createdAt: new Date(s.createdAt).toISOString(),
-		lastActivityAt: new Date(s.lastActivityAt).toISOString(),
-		profile: s.profile,
-		counters: s.counters,
-		risk: s.risk,
-		churnProbability: s.churnProbability,
-		lastSentiment: s.lastSentiment,
-		openTicketIds: s.openTicketIds,
-		telemetry: s.telemetry,
-		reminders: Object.fromEntries(Object.entries(s.reminders).map(([k, v]) => [k, new Date(v).toISOString()]))
-	};
+function invalidEvent(where: string, data: InvalidEventData): Errors.MoleculerError {
+	return contractError("INVALID_EVENT", `${where}${data.reason}`, data);
 }
 
 function checkEvent(customerId: string, raw: unknown, index?: number): CloudEvent {
 	const v = validateEvent(raw);
 	const where = index === undefined ? "" : `events[${index}]: `;
-	if (!v.ok) throw new Errors.MoleculerClientError(`${where}${v.reason}`, 422, "INVALID_EVENT", { index, reason: v.reason });
+	if (!v.ok) throw invalidEvent(where, { index, code: v.code, reason: v.reason });
 	if (v.event.subject !== customerId) {
-		const reason = `subject "${v.event.subject}" does not match customerId "${customerId}"`;
-		throw new Errors.MoleculerClientError(`${where}${reason}`, 422, "INVALID_EVENT", { index, reason });
+		throw invalidEvent(where, { index, code: "invalid_event", reason: `subject "${v.event.subject}" does not match customerId "${customerId}"` });
 	}
 	return v.event;
 }
@@ -78,7 +54,7 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 		return stored;
 	}
 	const schema: ShardedActorSchema = {
-		name: "customers",
+		name: Customers.service,
 		mixins: [ShardedActorMixin(deps) as Partial<ServiceSchema>],
 		actions: {
 			handle: {
@@ -88,7 +64,7 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 					try {
 						return await this.host.tell(ctx.params.customerId, { kind: "event", event }, ctx);
 					} catch (err) {
-						return reroute(ctx, "customers.handle", err);
+						return reroute(ctx, Customers.handle.name, err);
 					} finally {
 						this.membership.releaseIfNotOwned(ctx.params.customerId);
 					}
@@ -101,7 +77,7 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 					try {
 						return await this.host.tellMany(ctx.params.customerId, events.map(event => ({ kind: "event" as const, event })), ctx);
 					} catch (err) {
-						return reroute(ctx, "customers.handleMany", err);
+						return reroute(ctx, Customers.handleMany.name, err);
 					} finally {
 						this.membership.releaseIfNotOwned(ctx.params.customerId);
 					}
@@ -111,16 +87,16 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 				params: { customerId: CUSTOMER_ID },
 				async handler(this: ShardedActorService, ctx: Context<{ customerId: string }>): Promise<CustomerView> {
 					const state = await readState(this, ctx.params.customerId);
-					if (!state) throw new Errors.MoleculerClientError(`customer ${ctx.params.customerId} not found`, 404, "CUSTOMER_NOT_FOUND", { customerId: ctx.params.customerId });
+					if (!state) throw contractError("CUSTOMER_NOT_FOUND", `customer ${ctx.params.customerId} not found`, { customerId: ctx.params.customerId });
 					return toCustomerView(state);
 				}
 			},
 			journal: {
 				params: { customerId: CUSTOMER_ID, limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true } },
-				async handler(this: ShardedActorService, ctx: Context<{ customerId: string; limit?: number }>) {
+				async handler(this: ShardedActorService, ctx: Context<{ customerId: string; limit?: number }>): Promise<JournalEntryView[]> {
 					const limit = ctx.params.limit ?? 50;
 					const state = await readState(this, ctx.params.customerId);
-					if (!state) throw new Errors.MoleculerClientError(`customer ${ctx.params.customerId} not found`, 404, "CUSTOMER_NOT_FOUND", { customerId: ctx.params.customerId });
+					if (!state) throw contractError("CUSTOMER_NOT_FOUND", `customer ${ctx.params.customerId} not found`, { customerId: ctx.params.customerId });
 					await this.host.drain();
 					const entries = await this.store.journal(ctx.params.customerId, limit);
 					return entries.map(e => ({ version: e.version, appliedAt: new Date(e.appliedAt).toISOString(), riskScore: e.riskScore, event: e.event }));
@@ -131,14 +107,14 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 					riskAbove: { type: "number", min: -1, max: 100, optional: true, convert: true },
 					limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true }
 				},
-				async handler(this: ShardedActorService, ctx: Context<{ riskAbove?: number; limit?: number }>) {
+				async handler(this: ShardedActorService, ctx: Context<{ riskAbove?: number; limit?: number }>): Promise<RiskRow[]> {
 					await this.host.drain();
 					return this.store.listByRisk(ctx.params.riskAbove ?? 0, ctx.params.limit ?? 50);
 				}
 			},
 			passivate: {
 				params: { customerId: CUSTOMER_ID },
-				handler(this: ShardedActorService, ctx: Context<{ customerId: string }>) {
+				handler(this: ShardedActorService, ctx: Context<{ customerId: string }>): PassivateResult {
 					return { customerId: ctx.params.customerId, passivated: this.host.passivate(ctx.params.customerId), nodeID: this.broker.nodeID };
 				}
 			},
@@ -146,7 +122,7 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 			inspect: {
 				visibility: "public",
 				params: { customerId: CUSTOMER_ID },
-				async handler(this: ShardedActorService, ctx: Context<{ customerId: string }>) {
+				async handler(this: ShardedActorService, ctx: Context<{ customerId: string }>): Promise<InspectResult> {
 					const id = ctx.params.customerId;
 					const memory = this.host.peek(id);
 					const persisted = await this.store.load(id);
@@ -162,7 +138,7 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 			},
 			nodeStats: {
 				visibility: "public",
-				handler(this: ShardedActorService) {
+				handler(this: ShardedActorService): NodeStats {
 					const mem = process.memoryUsage();
 					const owned = SHARE_SAMPLE.reduce((n, id) => n + (this.membership.isOwner(id) ? 1 : 0), 0);
 					return {
@@ -181,7 +157,7 @@ async function reroute<T>(ctx: Context<{ customerId: string }, Meta>, action: st
 	if (!retryable(err)) throw err;
 	const reroutes = (ctx.meta.reroutes ?? 0) + 1;
 	if (reroutes > MAX_REROUTES || err.type === "HOST_STOPPED") {
-		throw new Errors.MoleculerRetryableError(err.message, 503, err.type, { customerId: ctx.params.customerId });
+		throw contractError(err.type, err.message, { customerId: ctx.params.customerId });
 	}
 	return ctx.call<T, unknown>(action, ctx.params, { meta: { reroutes } });
 }

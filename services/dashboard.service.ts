@@ -7,7 +7,10 @@ import { fileURLToPath } from "node:url";
 import type { ApiRouteSchema } from "moleculer-web";
 import type { Context, ServiceBroker, ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
-import type { NodeMetricsSnapshot, RiskDistribution } from "../mixins/metrics.mixin.ts";
+import {
+	call, Customers, Dashboard, DeadLetters, NodeMetricsActions, Workflows, type DashboardNode, type DashboardSummary, type DeadLetterSummary,
+	type RiskDistribution
+} from "../models/contract/index.ts";
 import { shardMembers } from "../mixins/sharded-actor.mixin.ts";
 import { ownerOf } from "../actors/sharding.ts";
 import { credentialParam } from "../models/url-redaction.ts";
@@ -89,57 +92,6 @@ export function dashboardRoute(dir: string = DASHBOARD_DIR): ApiRouteSchema {
 	};
 }
 
-export interface DashboardNode {
-	nodeID: string;
-	hostname: string | null;
-	local: boolean;
-	services: string[];
-	hostsCustomers: boolean;
-	/** Share of the customer key space this node owns (0–1), null when it hosts no actors. */
-	ownedShare: number | null;
-	activeActors: number | null;
-	memoryEstimateBytes: number | null;
-	heapUsedBytes: number | null;
-	rssBytes: number | null;
-	mailboxDepth: number | null;
-	received: number;
-	applied: number;
-	duplicates: number;
-	failed: number;
-	store: string | null;
-	/** False when the node did not answer in time. */
-	reachable: boolean;
-}
-
-export interface DeadLetterSummary {
-	available: boolean;
-	/** Dead letters kept (the newest `DEAD_LETTER_SCAN` are scanned). */
-	scanned: number;
-	byReason: Array<{ source: string; reason: string; count: number; ids: string[] }>;
-	recent: Array<{ id: string; source: string; reason: string; recordedAt: string | null }>;
-	/** Counted by the nodes since they started, per source (includes letters already retried). */
-	countedSinceStart: Record<string, number>;
-}
-
-export interface DashboardSummary {
-	generatedAt: string;
-	nodes: DashboardNode[];
-	sources: string[];
-	rate: { bucketMs: number; buckets: Array<{ t: number; bySource: Record<string, number> }> };
-	totals: {
-		received: number; applied: number; duplicates: number; failed: number; activeActors: number; customers: number | null;
-		/** Since the nodes started, summed over the nodes. */
-		bySource: Record<string, { received: number; applied: number; duplicates: number; failed: number }>;
-	};
-	risk: {
-		total: number | null;
-		covered: number | null;
-		histogram: number[] | null;
-		top: Array<{ id: string; score: number; factors: Record<string, number>; churnProbability: number | null }>;
-	};
-	deadLetters: DeadLetterSummary;
-}
-
 interface NodeInfo { id: string; hostname?: string; local?: boolean; services?: Array<{ name: string }> }
 
 function hasService(broker: ServiceBroker, name: string): boolean {
@@ -165,30 +117,29 @@ const num = (v: unknown): number | null => (typeof v === "number" ? v : null);
 async function nodeFigures(ctx: Context, n: NodeInfo) {
 	const opts = { nodeID: n.id, timeout: NODE_CALL_TIMEOUT_MS, retries: 0 };
 	const services = (n.services ?? []).map(s => s.name).filter(s => !s.startsWith("$"));
-	const hostsCustomers = services.includes("customers");
+	const hostsCustomers = services.includes(Customers.service);
 	const [snap, stats] = await Promise.all([
-		ctx.call<NodeMetricsSnapshot, object>("$crm-metrics.snapshot", {}, opts).catch(() => null),
-		hostsCustomers ? ctx.call<Record<string, unknown>, object>("customers.nodeStats", {}, opts).catch(() => null) : null
+		call(ctx, NodeMetricsActions.snapshot, {}, opts).catch(() => null),
+		hostsCustomers ? call(ctx, Customers.nodeStats, {}, opts).catch(() => null) : null
 	]);
 	return { n, services, hostsCustomers, snap, stats };
 }
 
 async function topAtRisk(ctx: Context): Promise<DashboardSummary["risk"]["top"]> {
-	if (!hasService(ctx.broker, "customers")) return [];
-	const rows = await ctx.call<Array<{ id: string; score: number }>, object>("customers.listByRisk", { riskAbove: 0, limit: TOP_AT_RISK });
+	if (!hasService(ctx.broker, Customers.service)) return [];
+	const rows = await call(ctx, Customers.listByRisk, { riskAbove: 0, limit: TOP_AT_RISK });
 	return Promise.all(rows.map(async r => {
-		const c = await ctx.call<{ risk?: { factors?: Record<string, number> }; churnProbability?: number | null }, object>("customers.get", { customerId: r.id })
-			.catch(() => null);
+		const c = await call(ctx, Customers.get, { customerId: r.id }).catch(() => null);
 		return { id: r.id, score: r.score, factors: c?.risk?.factors ?? {}, churnProbability: c?.churnProbability ?? null };
 	}));
 }
 
 async function deadLetterSummary(ctx: Context, countedSinceStart: Record<string, number>): Promise<DeadLetterSummary> {
 	const out: DeadLetterSummary = { available: false, scanned: 0, byReason: [], recent: [], countedSinceStart };
-	if (!hasService(ctx.broker, "deadLetters")) return out;
+	if (!hasService(ctx.broker, DeadLetters.service)) return out;
 	let listed: unknown;
 	try {
-		listed = await ctx.call("deadLetters.list", { limit: DEAD_LETTER_SCAN }, { timeout: NODE_CALL_TIMEOUT_MS * 2, retries: 0 });
+		listed = await call(ctx, DeadLetters.list, { limit: DEAD_LETTER_SCAN }, { timeout: NODE_CALL_TIMEOUT_MS * 2, retries: 0 });
 	} catch (err) {
 		ctx.broker.logger.warn(`dashboard: dead letters unavailable: ${(err as Error).message}`);
 		return out;
@@ -210,13 +161,13 @@ async function deadLetterSummary(ctx: Context, countedSinceStart: Record<string,
 }
 
 /** The automation's tasks or processes of a customer when the workflows service runs, else null. */
-async function workflowList(ctx: Context, action: "workflows.tasks" | "workflows.processes", customerId: string): Promise<unknown[] | null> {
-	if (!hasService(ctx.broker, "workflows")) return null;
+async function workflowList(ctx: Context, list: "tasks" | "processes", customerId: string): Promise<unknown[] | null> {
+	if (!hasService(ctx.broker, Workflows.service)) return null;
 	try {
-		const res = await ctx.call<unknown, object>(action, action === "workflows.tasks" ? { customerId } : { customerId, limit: 20 });
+		const res = list === "tasks" ? await call(ctx, Workflows.tasks, { customerId }) : await call(ctx, Workflows.processes, { customerId, limit: 20 });
 		return Array.isArray(res) ? res : null;
 	} catch (err) {
-		ctx.broker.logger.warn(`dashboard: ${action} failed: ${(err as Error).message}`);
+		ctx.broker.logger.warn(`dashboard: workflows.${list} failed: ${(err as Error).message}`);
 		return null;
 	}
 }
@@ -229,7 +180,7 @@ export function createDashboardService(_config: Config): ServiceSchema {
 		// Any node hosting the actors reads the (shared) store; prefer this one.
 		const nodeID = owners.includes(ctx.broker.nodeID) ? ctx.broker.nodeID : owners[0];
 		if (nodeID === undefined) return null;
-		const value = await ctx.call<RiskDistribution | null, object>("$crm-metrics.riskDistribution", {}, { nodeID, timeout: 10_000, retries: 0 })
+		const value = await call(ctx, NodeMetricsActions.riskDistribution, {}, { nodeID, timeout: 10_000, retries: 0 })
 			.catch((err: unknown) => {
 				ctx.broker.logger.warn(`dashboard: risk distribution unavailable: ${(err as Error).message}`);
 				return null;
@@ -316,7 +267,7 @@ export function createDashboardService(_config: Config): ServiceSchema {
 	}
 
 	return {
-		name: "dashboard",
+		name: Dashboard.service,
 		settings: { rest: "/" },
 		actions: {
 			summary: {
@@ -330,13 +281,13 @@ export function createDashboardService(_config: Config): ServiceSchema {
 				params: { params: { type: "object", props: { id: { type: "string", min: 1, max: 128 } } } },
 				async handler(ctx: Context<RestParams>) {
 					const customerId = ctx.params.params.id;
-					const customer = await ctx.call<Record<string, unknown>, object>("customers.get", { customerId });
+					const customer = await call(ctx, Customers.get, { customerId });
 					const [journal, tasks, processes] = await Promise.all([
-						ctx.call("customers.journal", { customerId, limit: JOURNAL_LIMIT }),
-						workflowList(ctx, "workflows.tasks", customerId),
-						workflowList(ctx, "workflows.processes", customerId)
+						call(ctx, Customers.journal, { customerId, limit: JOURNAL_LIMIT }),
+						workflowList(ctx, "tasks", customerId),
+						workflowList(ctx, "processes", customerId)
 					]);
-					return { customer, journal, tasks, processes, owner: ownerOf(customerId, shardMembers(ctx.broker, "customers.handle")) };
+					return { customer, journal, tasks, processes, owner: ownerOf(customerId, shardMembers(ctx.broker, Customers.handle.name)) };
 				}
 			}
 		}

@@ -1,55 +1,23 @@
 // deadLetters: every source's input that could not be applied, with its reason — kept in JetStream stream CRM_DLQ
 // (crm.dlq.<source>) when NATS_URL is set, else in an embedded NeDB file — listed, inspected and retried by API and REPL.
-import { Errors } from "moleculer";
-import type { Context, Service, ServiceBroker, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { Context, Errors, Service, ServiceBroker, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import {
+	call, DeadLetters, ID_PARAMS, isClientError, LIST_PARAMS, RECORD_PARAMS, type DeadLetter, type DeadLetterRecord, type RecordParams, type RetryResult
+} from "../models/contract/index.ts";
+import { contractError } from "../runtime/contract-error.ts";
 import { headers, type NatsConnection } from "nats";
 import type { Config } from "../config/index.ts";
-import { LabelBudget, reasonLabel } from "../actors/dead-letter-reason.ts";
-import { M } from "../mixins/metrics.mixin.ts";
-import { connectNats } from "../mixins/nats-connection.ts";
+import { LabelBudget, reasonLabel } from "../models/dead-letter-reason.ts";
+import { M } from "../metrics/catalogue.ts";
+import { connectNats } from "../adapters/nats.connection.ts";
 import { maskPii } from "../models/pii.mask.ts";
-import {
-	capPayload,
-	JetStreamDeadLetterStore,
-	NedbDeadLetterStore,
-	type DeadLetter,
-	type DeadLetterRecord,
-	type DeadLetterStore
-} from "../mixins/dead-letter-store.ts";
-
-export type { DeadLetter } from "../mixins/dead-letter-store.ts";
+import { capPayload, JetStreamDeadLetterStore, NedbDeadLetterStore, type DeadLetterStore } from "../adapters/dead-letter.store.ts";
 
 const MAX_REASON_CHARS = 2000;
 /** Distinct reason labels per process before new ones are counted as "other". */
 const MAX_REASON_LABELS = 200;
 /** Subjects a dead letter may be republished to: only the event stream's own. */
 const REPUBLISH_SUBJECT = /^crm\.events\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)+$/;
-
-const SOURCE = { type: "string", min: 1, max: 32, pattern: /^[a-z][a-z0-9_-]*$/ } as const;
-const ID = { type: "string", min: 1, max: 64, pattern: /^[A-Za-z0-9_-]+$/ } as const;
-const LIMIT = { type: "number", integer: true, min: 1, max: 500, optional: true, convert: true } as const;
-
-/** Parameters of `deadLetters.record` — the contract every source codes against. */
-export interface RecordParams {
-	source: string;
-	reason: string;
-	payload?: unknown;
-	retryAction?: string;
-	/** Optional short code stored with the dead letter (else derived from `reason` with its data blanked). */
-	reasonCode?: string;
-	/** NATS origin: retry republishes the payload to `subject` (a crm.events.* subject). */
-	subject?: string;
-	msgId?: string;
-	payloadEncoding?: "base64";
-	/** Recording the same key twice keeps one dead letter (redelivered input). */
-	dedupKey?: string;
-}
-
-export interface RetryResult {
-	id: string;
-	retried: true;
-	via: "action" | "republish";
-}
 
 interface DeadLettersVars {
 	store: DeadLetterStore;
@@ -62,13 +30,13 @@ type DeadLettersService = Service<DeadLettersSettings> & DeadLettersVars;
 
 interface RestParams<Q = Record<string, unknown>, P = Record<string, string>> { query: Q; params: P; body?: unknown }
 
-function notFound(id: string): Errors.MoleculerClientError {
-	return new Errors.MoleculerClientError(`dead letter ${id} not found`, 404, "DEAD_LETTER_NOT_FOUND", { id });
+function notFound(id: string): Errors.MoleculerError {
+	return contractError("DEAD_LETTER_NOT_FOUND", `dead letter ${id} not found`, { id });
 }
 
-function unavailable(what: string, err: unknown): Errors.MoleculerRetryableError {
+function unavailable(what: string, err: unknown): Errors.MoleculerError {
 	const message = err instanceof Error ? err.message : String(err);
-	return new Errors.MoleculerRetryableError(`dead letters: ${what} failed: ${message}`, 503, "DEAD_LETTERS_UNAVAILABLE");
+	return contractError("DEAD_LETTERS_UNAVAILABLE", `dead letters: ${what} failed: ${message}`);
 }
 
 /** The bytes a dead-lettered NATS message had, for republishing. */
@@ -84,13 +52,13 @@ export async function deadLettersReplText(broker: ServiceBroker, args: ReplArgs)
 	try {
 		if (args.verb === "list") {
 			const limit = args.options?.limit === undefined ? 20 : Number(args.options.limit);
-			const rows = await broker.call<DeadLetter[], unknown>("deadLetters.list", { source: args.options?.source, limit });
+			const rows = await call(broker, DeadLetters.list, { source: args.options?.source, limit });
 			if (rows.length === 0) return "no dead letters";
 			return rows.map(r => `${r.id}  ${r.recordedAt}  ${r.source}  ${r.reasonCode}  ${r.reason.slice(0, 100)}`).join("\n");
 		}
-		if (args.verb === "show" && args.id) return JSON.stringify(await broker.call("deadLetters.get", { id: args.id }), null, 2);
+		if (args.verb === "show" && args.id) return JSON.stringify(await call(broker, DeadLetters.get, { id: args.id }), null, 2);
 		if (args.verb === "retry" && args.id) {
-			const r = await broker.call<RetryResult, unknown>("deadLetters.retry", { id: args.id });
+			const r = await call(broker, DeadLetters.retry, { id: args.id });
 			return `dead letter ${r.id} retried (${r.via === "action" ? "re-processed by its source" : "republished to NATS"}) and removed`;
 		}
 		return "usage: dead-letters list [--source s] [--limit n] | show <id> | retry <id>";
@@ -128,22 +96,12 @@ function registerReplCommand(broker: ServiceBroker): void {
 export function createDeadLettersService(config: Config): ServiceSchema {
 	const cfg = config.ingest.deadLetters;
 	const schema: ServiceSchema<DeadLettersSettings, Record<string, never>, DeadLettersVars> = {
-		name: "deadLetters",
+		name: DeadLetters.service,
 		settings: { rest: "/" },
 		actions: {
 			record: {
 				visibility: "public",
-				params: {
-					source: SOURCE,
-					reason: { type: "string" },
-					payload: { type: "any", optional: true },
-					retryAction: { type: "string", optional: true, min: 1, max: 128, pattern: /^[A-Za-z0-9_.-]+$/ },
-					reasonCode: { type: "string", optional: true, max: 64 },
-					subject: { type: "string", optional: true, max: 512 },
-					msgId: { type: "string", optional: true, max: 512 },
-					payloadEncoding: { type: "enum", values: ["base64"], optional: true },
-					dedupKey: { type: "string", optional: true, max: 512 }
-				},
+				params: RECORD_PARAMS,
 				async handler(this: DeadLettersService, ctx: Context<RecordParams>): Promise<DeadLetter> {
 					const p = ctx.params;
 					// A reason can quote the input (a field name, a customer id): it is shown, listed and logged, so it is masked.
@@ -175,7 +133,7 @@ export function createDeadLettersService(config: Config): ServiceSchema {
 			},
 			list: {
 				visibility: "public",
-				params: { source: { ...SOURCE, optional: true }, limit: LIMIT },
+				params: LIST_PARAMS,
 				async handler(this: DeadLettersService, ctx: Context<{ source?: string; limit?: number }>): Promise<DeadLetter[]> {
 					try {
 						return await this.store.list(ctx.params.source, ctx.params.limit ?? 50);
@@ -186,7 +144,7 @@ export function createDeadLettersService(config: Config): ServiceSchema {
 			},
 			get: {
 				visibility: "public",
-				params: { id: ID },
+				params: ID_PARAMS,
 				async handler(this: DeadLettersService, ctx: Context<{ id: string }>): Promise<DeadLetter> {
 					let dl: DeadLetter | null;
 					try {
@@ -200,11 +158,11 @@ export function createDeadLettersService(config: Config): ServiceSchema {
 			},
 			retry: {
 				visibility: "public",
-				params: { id: ID },
+				params: ID_PARAMS,
 				async handler(this: DeadLettersService, ctx: Context<{ id: string }>): Promise<RetryResult> {
-					const dl = await ctx.call<DeadLetter, { id: string }>("deadLetters.get", { id: ctx.params.id });
+					const dl = await call(ctx, DeadLetters.get, { id: ctx.params.id });
 					if (dl.truncated) {
-						throw new Errors.MoleculerClientError(`dead letter ${dl.id} holds a truncated payload and cannot be retried`, 409, "DEAD_LETTER_TRUNCATED", { id: dl.id });
+						throw contractError("DEAD_LETTER_TRUNCATED", `dead letter ${dl.id} holds a truncated payload and cannot be retried`, { id: dl.id });
 					}
 					let via: RetryResult["via"];
 					if (dl.retryAction) {
@@ -212,13 +170,13 @@ export function createDeadLettersService(config: Config): ServiceSchema {
 							await ctx.call(dl.retryAction, { payload: dl.payload });
 						} catch (err) {
 							// The dead letter stays; the caller sees why (a client error passes through as is).
-							if ((err as Errors.MoleculerError).code >= 400 && (err as Errors.MoleculerError).code < 500) throw err;
+							if (isClientError(err)) throw err;
 							// Not retryable: the broker must not retry the whole retry on its own.
-							throw new Errors.MoleculerError(`retrying dead letter ${dl.id} through ${dl.retryAction} failed: ${(err as Error).message}`, 502, "DEAD_LETTER_RETRY_FAILED", { id: dl.id });
+							throw contractError("DEAD_LETTER_RETRY_FAILED", `retrying dead letter ${dl.id} through ${dl.retryAction} failed: ${(err as Error).message}`, { id: dl.id });
 						}
 						via = "action";
 					} else if (dl.subject && REPUBLISH_SUBJECT.test(dl.subject)) {
-						if (!this.nc) throw new Errors.MoleculerClientError(`dead letter ${dl.id} came from NATS, but NATS_URL is not set`, 409, "DEAD_LETTER_NOT_RETRYABLE", { id: dl.id });
+						if (!this.nc) throw contractError("DEAD_LETTER_NOT_RETRYABLE", `dead letter ${dl.id} came from NATS, but NATS_URL is not set`, { id: dl.id });
 						// A new Nats-Msg-Id per dead letter, so JetStream's window does not drop it as the original's
 						// duplicate; the actor still de-duplicates the event itself by source + id.
 						const h = headers();
@@ -230,7 +188,7 @@ export function createDeadLettersService(config: Config): ServiceSchema {
 						}
 						via = "republish";
 					} else {
-						throw new Errors.MoleculerClientError(`dead letter ${dl.id} has no retry action`, 409, "DEAD_LETTER_NOT_RETRYABLE", { id: dl.id });
+						throw contractError("DEAD_LETTER_NOT_RETRYABLE", `dead letter ${dl.id} has no retry action`, { id: dl.id });
 					}
 					try {
 						await this.store.remove(dl.id);
@@ -243,23 +201,23 @@ export function createDeadLettersService(config: Config): ServiceSchema {
 			},
 			httpList: {
 				rest: "GET /dead-letters",
-				params: { query: { type: "object", props: { source: { ...SOURCE, optional: true }, limit: LIMIT } } },
+				params: { query: { type: "object", props: LIST_PARAMS } },
 				handler(this: DeadLettersService, ctx: Context<RestParams<{ source?: string; limit?: number }>>) {
-					return ctx.call("deadLetters.list", { source: ctx.params.query.source, limit: ctx.params.query.limit });
+					return call(ctx, DeadLetters.list, { source: ctx.params.query.source, limit: ctx.params.query.limit });
 				}
 			},
 			httpGet: {
 				rest: "GET /dead-letters/:id",
-				params: { params: { type: "object", props: { id: ID } } },
+				params: { params: { type: "object", props: ID_PARAMS } },
 				handler(this: DeadLettersService, ctx: Context<RestParams>) {
-					return ctx.call("deadLetters.get", { id: ctx.params.params.id });
+					return call(ctx, DeadLetters.get, { id: ctx.params.params.id });
 				}
 			},
 			httpRetry: {
 				rest: "POST /dead-letters/:id/retry",
-				params: { params: { type: "object", props: { id: ID } } },
+				params: { params: { type: "object", props: ID_PARAMS } },
 				handler(this: DeadLettersService, ctx: Context<RestParams>) {
-					return ctx.call("deadLetters.retry", { id: ctx.params.params.id });
+					return call(ctx, DeadLetters.retry, { id: ctx.params.params.id });
 				}
 			}
 		},

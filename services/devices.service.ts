@@ -1,20 +1,14 @@
 // devices: which customer an MQTT device speaks for (device → customer binding), an entity service on DbMixin (NeDB
 // under DATA_DIR, MongoDB with MONGO_URL). REST under /api/v1/devices; ingest-mqtt asks (and caches) `devices.lookup`.
 import { join } from "node:path";
-import { Errors } from "moleculer";
-import type { Context, Service, ServiceSchema } from "moleculer";
+import type { Context, Errors, Service, ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
 import { DbMixin } from "../mixins/db.mixin.ts";
+import { broadcast, DeviceEvents, Devices } from "../models/contract/index.ts";
+import type { DeviceBinding } from "../models/entities/device-binding.entity.ts";
+import { contractError } from "../runtime/contract-error.ts";
 
 const ID = { type: "string", min: 1, max: 128, pattern: /^[A-Za-z0-9][A-Za-z0-9._:@-]*$/ } as const;
-/** Broadcast after a binding changes, so every ingest node drops its cached answer at once. */
-export const BINDING_CHANGED_EVENT = "device.binding.changed";
-
-export interface DeviceBinding {
-	deviceId: string;
-	customerId: string;
-	boundAt: string;
-}
 
 interface DeviceDoc {
 	_id: string;
@@ -38,13 +32,13 @@ function toBinding(doc: DeviceDoc): DeviceBinding {
 	return { deviceId: doc._id, customerId: doc.customerId, boundAt: doc.boundAt };
 }
 
-function notFound(deviceId: string): Errors.MoleculerClientError {
-	return new Errors.MoleculerClientError(`device ${deviceId} is not bound`, 404, "DEVICE_NOT_FOUND", { deviceId });
+function notFound(deviceId: string): Errors.MoleculerError {
+	return contractError("DEVICE_NOT_FOUND", `device ${deviceId} is not bound`, { deviceId });
 }
 
 export function createDevicesService(config: Config): ServiceSchema {
 	const schema = {
-		name: "devices",
+		name: Devices.service,
 		// The device id is the document id, so a binding is found by key on either backend.
 		mixins: [DbMixin({ collection: "devices", config, indexes: ["customerId"] }) as ServiceSchema],
 		settings: { rest: "/" },
@@ -69,7 +63,7 @@ export function createDevicesService(config: Config): ServiceSchema {
 					} else {
 						return toBinding(existing);
 					}
-					await ctx.broadcast(BINDING_CHANGED_EVENT, { deviceId });
+					await broadcast(ctx, DeviceEvents.bindingChanged, { deviceId });
 					return toBinding(doc);
 				}
 			},
@@ -106,7 +100,7 @@ export function createDevicesService(config: Config): ServiceSchema {
 					const doc = await this.adapter.findById(ctx.params.params.id);
 					if (doc === null) throw notFound(ctx.params.params.id);
 					await this.adapter.removeById(doc._id);
-					await ctx.broadcast(BINDING_CHANGED_EVENT, { deviceId: doc._id });
+					await broadcast(ctx, DeviceEvents.bindingChanged, { deviceId: doc._id });
 					return toBinding(doc);
 				}
 			},

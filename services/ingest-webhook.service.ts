@@ -7,48 +7,30 @@ import type { ApiRouteSchema } from "moleculer-web";
 import { Errors } from "moleculer";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
-import { validateEvents } from "../models/cloud-event.validator.ts";
 import { mapWebhookBody } from "../models/webhook-mappers.ts";
 import { SIGNATURE_HEADER, TIMESTAMP_HEADER, verifyWebhookSignature } from "../models/webhook-signature.ts";
-import { applyEvents, sendJson } from "./api.service.ts";
-import { createIdempotencyStore, type IdempotencyStore, type StoredResponse } from "./webhook-idempotency.store.ts";
+import { createIdempotencyStore, type IdempotencyStore } from "../adapters/webhook-idempotency.store.ts";
+import {
+	call, IngestWebhook, type DeadLetterCode, type ReceiveParams, type StoredResponse, type WebhookDeadLetterPayload, type WebhookResponse
+} from "../models/contract/index.ts";
+import { SourceMixin, type SourceSchema, type SourceService, type SourceModule } from "../mixins/source.mixin.ts";
+import { contractError } from "../runtime/contract-error.ts";
+import { sendJson } from "../runtime/http-json.ts";
 
-export const DEAD_LETTER_SOURCE = "webhook";
-export const REPROCESS_ACTION = "ingest-webhook.reprocess";
 const SOURCE_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 /** Printable ASCII without spaces, as the IETF Idempotency-Key draft and every provider use. */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 const DEAD_LETTER_BODY_CHARS = 64 * 1024;
 
-export interface ReceiveParams {
-	/** The `:source` of the URL. */
-	source: string;
-	/** The raw request body as text (already authenticated by its signature); base64 when it is not UTF-8. */
-	body: string;
-	bodyEncoding?: "base64";
-	idempotencyKey?: string;
-}
+type Refused = { ok: false; code: DeadLetterCode; errors: { index: number; reason: string }[] };
+type Outcome = { ok: true; accepted: number; duplicates: number } | Refused;
 
-export interface WebhookResponse extends StoredResponse {
-	headers?: Record<string, string>;
-}
-
-/** A webhook body as a dead letter keeps it, and as `ingest-webhook.reprocess` takes it back. */
-export interface WebhookDeadLetterPayload {
-	source: string;
-	body: string;
-	/** The body was not UTF-8: `body` holds its bytes as base64. */
-	bodyEncoding?: "base64";
-	truncatedFrom?: number;
-}
-
-type Outcome = { ok: true; accepted: number; duplicates: number } | { ok: false; errors: { index: number; reason: string }[] };
-
-type IngestWebhookService = Service & {
-	store: IdempotencyStore;
+interface WebhookVars { store: IdempotencyStore }
+interface WebhookMethods {
 	process(source: string, body: string, bodyEncoding: "base64" | undefined, ctx: Context): Promise<Outcome>;
-	deadLetter(source: string, body: string, bodyEncoding: "base64" | undefined, errors: { index: number; reason: string }[], ctx: Context): Promise<void>;
-};
+	deadLetter(source: string, body: string, bodyEncoding: "base64" | undefined, refused: Refused): Promise<void>;
+}
+type IngestWebhookService = SourceService & WebhookVars & WebhookMethods;
 
 function sha256Hex(s: string): string {
 	return createHash("sha256").update(s).digest("hex");
@@ -64,7 +46,7 @@ async function unavailableOnError<T>(p: Promise<T>): Promise<T> {
 	try {
 		return await p;
 	} catch (err) {
-		throw new Errors.MoleculerRetryableError(`idempotency store unavailable: ${(err as Error).message}`, 503, "STORE_UNAVAILABLE");
+		throw contractError("STORE_UNAVAILABLE", `idempotency store unavailable: ${(err as Error).message}`);
 	}
 }
 
@@ -76,8 +58,9 @@ function errorStatus(err: unknown): number {
 
 export function createIngestWebhookService(config: Config): ServiceSchema {
 	const edge = config.edge.webhook;
-	const schema = {
-		name: "ingest-webhook",
+	const schema: SourceSchema<WebhookVars & WebhookMethods> = {
+		name: IngestWebhook.service,
+		mixins: [SourceMixin({ source: "webhook", caller: IngestWebhook.service, retryAction: IngestWebhook.reprocess, config })],
 		actions: {
 			receive: {
 				visibility: "public",
@@ -106,7 +89,7 @@ export function createIngestWebhookService(config: Config): ServiceSchema {
 						const outcome = await this.process(source, body, bodyEncoding, ctx);
 						if (!outcome.ok) {
 							// Dead-lettered before the 400 goes out: if that fails, the sender retries (5xx below).
-							await this.deadLetter(source, body, bodyEncoding, outcome.errors, ctx);
+							await this.deadLetter(source, body, bodyEncoding, outcome);
 							response = { status: 400, body: { errors: outcome.errors } };
 						} else {
 							response = { status: 202, body: { accepted: outcome.accepted, duplicates: outcome.duplicates } };
@@ -125,9 +108,9 @@ export function createIngestWebhookService(config: Config): ServiceSchema {
 				params: { payload: { type: "object", props: { source: { type: "string", pattern: SOURCE_NAME }, body: "string", bodyEncoding: { type: "equal", value: "base64", optional: true }, truncatedFrom: { type: "number", optional: true } } } },
 				async handler(this: IngestWebhookService, ctx: Context<{ payload: WebhookDeadLetterPayload }>) {
 					const { source, body, bodyEncoding, truncatedFrom } = ctx.params.payload;
-					if (truncatedFrom !== undefined) throw new Errors.MoleculerClientError("the dead letter kept only part of the body; it cannot be re-processed", 422, "INVALID_EVENTS");
+					if (truncatedFrom !== undefined) throw contractError("INVALID_PAYLOAD", "the dead letter kept only part of the body; it cannot be re-processed");
 					const outcome = await this.process(source, body, bodyEncoding, ctx);
-					if (!outcome.ok) throw new Errors.MoleculerClientError(describe(outcome.errors), 422, "INVALID_EVENTS", { errors: outcome.errors });
+					if (!outcome.ok) throw contractError("INVALID_EVENTS", describe(outcome.errors), { errors: outcome.errors });
 					return { accepted: outcome.accepted, duplicates: outcome.duplicates };
 				}
 			}
@@ -136,29 +119,28 @@ export function createIngestWebhookService(config: Config): ServiceSchema {
 			/** Parse, map, validate (all events first: any invalid → nothing applied), then apply per customer in order. */
 			async process(this: IngestWebhookService, source: string, body: string, bodyEncoding: "base64" | undefined, ctx: Context): Promise<Outcome> {
 				// Decoding invalid bytes lossily would apply U+FFFD in their place: such a body is refused whole.
-				if (bodyEncoding === "base64") return { ok: false, errors: [{ index: -1, reason: "body is not valid UTF-8" }] };
+				if (bodyEncoding === "base64") return { ok: false, code: "invalid_encoding", errors: [{ index: -1, reason: "body is not valid UTF-8" }] };
 				let parsed: unknown;
 				try {
 					parsed = JSON.parse(body);
 				} catch (err) {
-					return { ok: false, errors: [{ index: -1, reason: `body is not valid JSON: ${(err as Error).message}` }] };
+					return { ok: false, code: "invalid_json", errors: [{ index: -1, reason: `body is not valid JSON: ${(err as Error).message}` }] };
 				}
 				const mapped = mapWebhookBody(source, parsed);
-				if (!mapped.ok) return mapped;
-				const v = validateEvents(mapped.events);
-				if (!v.ok) return v;
-				const { accepted, duplicates } = await applyEvents(ctx, v.events);
+				if (!mapped.ok) return { ok: false, code: "invalid_event", errors: mapped.errors };
+				const v = this.sink.validateBatch(mapped.events);
+				if (!v.ok) return { ok: false, code: "invalid_event", errors: v.errors };
+				const { accepted, duplicates } = await this.sink.applyAll(v.events, ctx);
 				return { ok: true, accepted, duplicates };
 			},
-			async deadLetter(this: IngestWebhookService, source: string, body: string, bodyEncoding: "base64" | undefined, errors: { index: number; reason: string }[], ctx: Context): Promise<void> {
+			async deadLetter(this: IngestWebhookService, source: string, body: string, bodyEncoding: "base64" | undefined, refused: Refused): Promise<void> {
 				const payload: WebhookDeadLetterPayload = body.length > DEAD_LETTER_BODY_CHARS
 					? { source, body: body.slice(0, DEAD_LETTER_BODY_CHARS), truncatedFrom: body.length }
 					: { source, body };
 				if (bodyEncoding !== undefined) payload.bodyEncoding = bodyEncoding;
 				// The same body delivered again (no Idempotency-Key, a provider retry) keeps one dead letter.
 				const dedupKey = `webhook/${source}/${sha256Hex(body)}`;
-				const reasonCode = errors.some(e => e.reason.startsWith("body is not valid JSON")) ? "invalid_json" : bodyEncoding !== undefined ? "invalid_encoding" : "invalid_event";
-				await ctx.call("deadLetters.record", { source: DEAD_LETTER_SOURCE, reason: `/webhooks/${source}: ${describe(errors)}`, reasonCode, payload, retryAction: REPROCESS_ACTION, dedupKey });
+				await this.sink.deadLetter({ code: refused.code, reason: `/webhooks/${source}: ${describe(refused.errors)}`, payload, dedupKey });
 			}
 		},
 		created(this: IngestWebhookService) {
@@ -235,7 +217,7 @@ export function createWebhookRoute(config: Config): ApiRouteSchema {
 				try {
 					const body: Pick<ReceiveParams, "body" | "bodyEncoding"> = isUtf8(raw) ? { body: raw.toString("utf8") } : { body: raw.toString("base64"), bodyEncoding: "base64" };
 					const params: ReceiveParams = { source, ...body, ...(idempotencyKey !== undefined ? { idempotencyKey } : {}) };
-					const out = await this.broker.call<WebhookResponse, ReceiveParams>("ingest-webhook.receive", params);
+					const out = await call(this.broker, IngestWebhook.receive, params);
 					for (const [k, v] of Object.entries(out.headers ?? {})) res.setHeader(k, v);
 					sendJson(res, out.status, out.body);
 				} catch (err) {
@@ -252,3 +234,5 @@ export function createWebhookRoute(config: Config): ApiRouteSchema {
 		}
 	} as ApiRouteSchema;
 }
+
+export const source: SourceModule = { createService: createIngestWebhookService, routes: config => [createWebhookRoute(config)] };

@@ -4,40 +4,12 @@ import { Errors } from "moleculer";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
 import { DbMixin } from "../mixins/db.mixin.ts";
-import { OPEN_STAGES, OPPORTUNITY_STAGES, type OpportunityStage } from "../ml/opportunity-score.ts";
 import { textSentiment } from "../ml/sentiment.ts";
-import type { InteractionLogged } from "../actors/customer-actor.types.ts";
-import type { InteractionChannel } from "../models/event-data.schemas.ts";
-
-/** Moleculer event the customer actor emits (after persistence) for every applied crm.interaction.logged. */
-export const INTERACTION_LOGGED_EVENT = "customer.interaction.logged";
-
-export interface LatestInteraction {
-	interactionId: string;
-	channel: InteractionChannel;
-	/** Event time (ISO). */
-	at: string;
-	text: string | null;
-	/** −1..1, null when neither the event nor its text told anything about the mood. */
-	sentiment: number | null;
-	/** "event": the event's own number; "text": computed from the text (ml/sentiment.ts). */
-	sentimentSource: "event" | "text" | null;
-}
-
-export interface Opportunity {
-	id: string;
-	customerId: string;
-	title: string;
-	stage: OpportunityStage;
-	amount: number;
-	currency: string;
-	createdAt: string;
-	updatedAt: string;
-	lastActivityAt: string;
-	/** Latest known interaction sentiment (−1..1): what scoring uses. An interaction without one keeps it. */
-	sentiment: number | null;
-	latestInteraction: LatestInteraction | null;
-}
+import {
+	call, CUSTOMER_ID, CustomerEvents, Opportunities, type ChangeOpportunityParams, type CreateOpportunityParams, type InteractionLogged
+} from "../models/contract/index.ts";
+import { OPEN_STAGES, OPPORTUNITY_STAGES, type LatestInteraction, type Opportunity, type OpportunityStage } from "../models/entities/opportunity.entity.ts";
+import { contractError } from "../runtime/contract-error.ts";
 
 type OpportunityDoc = Omit<Opportunity, "id"> & { _id: string };
 
@@ -52,7 +24,6 @@ interface Adapter {
 
 interface RestParams<B = unknown, Q = Record<string, unknown>, P = Record<string, string>> { body: B; query: Q; params: P }
 
-const CUSTOMER_ID = { type: "string", min: 1, max: 128, pattern: /^[A-Za-z0-9][A-Za-z0-9._:@-]*$/ } as const;
 const OPPORTUNITY_ID = { type: "string", min: 1, max: 64 } as const;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 const TIME = { type: "string", pattern: RFC3339, messages: { stringPattern: "'{field}' must be an RFC 3339 date-time, e.g. 2026-01-31T09:00:00Z" } } as const;
@@ -90,16 +61,6 @@ const LIST_QUERY = {
 	offset: { type: "number", integer: true, min: 0, optional: true, convert: true }
 } as const;
 
-export interface CreateOpportunityParams {
-	customerId: string;
-	title: string;
-	stage?: OpportunityStage;
-	amount: number;
-	currency: string;
-	createdAt?: string;
-	lastActivityAt?: string;
-}
-export type ChangeOpportunityParams = Partial<Pick<Opportunity, "title" | "stage" | "amount" | "currency" | "lastActivityAt">>;
 interface ListParams { customerId?: string; stage?: OpportunityStage; limit?: number; offset?: number }
 
 type OpportunitiesService = Service & {
@@ -121,8 +82,8 @@ function isoTime(value: string, field: string): string {
 	return new Date(ms).toISOString();
 }
 
-function notFound(id: string): Errors.MoleculerClientError {
-	return new Errors.MoleculerClientError(`opportunity ${id} not found`, 404, "OPPORTUNITY_NOT_FOUND", { id });
+function notFound(id: string): Errors.MoleculerError {
+	return contractError("OPPORTUNITY_NOT_FOUND", `opportunity ${id} not found`, { id });
 }
 
 /** What an interaction says about the mood: the event's number, else its text's, else nothing. */
@@ -134,7 +95,7 @@ export function interactionSentiment(i: Pick<InteractionLogged, "sentiment" | "t
 
 export function createOpportunitiesService(config: Config, now: () => number = Date.now): ServiceSchema {
 	return {
-		name: "opportunities",
+		name: Opportunities.service,
 		mixins: [DbMixin({ collection: "opportunities", config, indexes: ["customerId"] }) as ServiceSchema],
 		settings: { rest: "/" },
 		actions: {
@@ -191,7 +152,7 @@ export function createOpportunitiesService(config: Config, now: () => number = D
 				rest: "GET /opportunities/:id",
 				params: { params: { type: "object", props: { id: OPPORTUNITY_ID } } },
 				handler(this: OpportunitiesService, ctx: Context<RestParams<unknown, unknown, { id: string }>>): Promise<Opportunity> {
-					return ctx.call("opportunities.get", { id: ctx.params.params.id });
+					return call(ctx, Opportunities.get, { id: ctx.params.params.id });
 				}
 			},
 			patchOpportunity: {
@@ -206,7 +167,7 @@ export function createOpportunitiesService(config: Config, now: () => number = D
 			}
 		},
 		events: {
-			[INTERACTION_LOGGED_EVENT]: {
+			[CustomerEvents.interactionLogged.name]: {
 				async handler(this: OpportunitiesService, ctx: Context<InteractionLogged>) {
 					try {
 						await this.recordInteraction(ctx.params);

@@ -4,34 +4,14 @@ import path from "node:path";
 import { Errors } from "moleculer";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
-import type { RiskChanged } from "../actors/customer-actor.types.ts";
+import {
+	broadcast, CustomerEvents, emit, RuleEvents, Rules, type RiskChanged, type RiskThresholdCrossed, type RoutingAgentInput, type RoutingResult,
+	type RoutingTicketInput, type RulesStatus
+} from "../models/contract/index.ts";
+import { contractError } from "../runtime/contract-error.ts";
 import { RuleFileError } from "./rules/nools-loader.ts";
 import { riskRulesFor, type RiskRulesHolder } from "./rules/risk-rules.ts";
-import { TICKET_ROUTING_FILE, TicketRouter, type RoutingAgentInput, type RoutingResult, type RoutingTicketInput } from "./rules/ticket-router.ts";
-
-/** Emitted when a customer's risk score crosses the configured threshold upwards. */
-export interface RiskThresholdCrossed {
-	customerId: string;
-	threshold: number;
-	oldScore: number;
-	newScore: number;
-	factors: Record<string, number>;
-	cause: string;
-	/** The process the threshold starts (RISK_THRESHOLD_PROCESS), if any. */
-	process?: string;
-}
-
-export interface RuleFileStatus {
-	file: string;
-	rules: { name: string; line: number }[];
-}
-
-export interface RulesStatus {
-	nodeID: string;
-	loadedAt: string;
-	riskEngine: string;
-	files: RuleFileStatus[];
-}
+import { TICKET_ROUTING_FILE, TicketRouter } from "./rules/ticket-router.ts";
 
 interface RulesVars {
 	router: TicketRouter;
@@ -71,9 +51,9 @@ export function crossesUp(oldScore: number, newScore: number, threshold: number)
 	return oldScore < threshold && newScore >= threshold;
 }
 
-function rulesError(err: unknown): Errors.MoleculerClientError {
+function rulesError(err: unknown): Errors.MoleculerError {
 	if (err instanceof RuleFileError) {
-		return new Errors.MoleculerClientError(`rules not reloaded, the previous rules stay in force: ${err.message}`, 422, "RULES_INVALID", {
+		return contractError("RULES_INVALID", `rules not reloaded, the previous rules stay in force: ${err.message}`, {
 			file: path.relative(process.cwd(), err.file), line: err.line, reason: err.reason
 		});
 	}
@@ -84,7 +64,7 @@ export function createRulesService(config: Config): ServiceSchema {
 	const a = config.automation;
 	const routingFile = path.join(a.rulesDir, TICKET_ROUTING_FILE);
 	return {
-		name: "rules",
+		name: Rules.service,
 		settings: { rest: "/" },
 		actions: {
 			route: {
@@ -104,7 +84,7 @@ export function createRulesService(config: Config): ServiceSchema {
 						throw rulesError(err);
 					}
 					// Every node compiles its own copy of the files; tell the others to reload theirs.
-					void this.broker.broadcast("rules.reload.requested", { by: this.broker.nodeID }, { groups: ["rules"] });
+					void broadcast(this.broker, RuleEvents.reloadRequested, { by: this.broker.nodeID }, { groups: [Rules.service] });
 					return status;
 				}
 			},
@@ -116,7 +96,7 @@ export function createRulesService(config: Config): ServiceSchema {
 			}
 		},
 		events: {
-			"customer.risk.changed"(this: RulesService, ctx: Context<RiskChanged>) {
+			[CustomerEvents.riskChanged.name](this: RulesService, ctx: Context<RiskChanged>) {
 				const change = ctx.params;
 				if (!crossesUp(change.oldScore, change.newScore, a.riskThreshold)) return;
 				const crossed: RiskThresholdCrossed = {
@@ -129,9 +109,9 @@ export function createRulesService(config: Config): ServiceSchema {
 					process: a.riskThresholdProcess
 				};
 				this.logger.info(`customer ${change.customerId}: risk ${change.oldScore} -> ${change.newScore} crossed ${a.riskThreshold}`);
-				void this.broker.emit("customer.risk.threshold_crossed", crossed);
+				void emit(this.broker, RuleEvents.thresholdCrossed, crossed);
 			},
-			"rules.reload.requested"(this: RulesService, ctx: Context<{ by: string }>) {
+			[RuleEvents.reloadRequested.name](this: RulesService, ctx: Context<{ by: string }>) {
 				if (ctx.params.by === this.broker.nodeID) return;
 				try {
 					this.reloadLocal();

@@ -3,61 +3,13 @@
 import { Errors } from "moleculer";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
-import { loadChurnModel, type ChurnModel, type ChurnModelArtifact } from "../ml/model.ts";
-import { OPPORTUNITY_STAGES, scoreOpportunity, type OpportunityFactors, type OpportunityStage } from "../ml/opportunity-score.ts";
-import type { Opportunity } from "./opportunities.service.ts";
-
-/** Result of `scoring.opportunity`: stable, the `crm-score-opportunity` external task relies on it (docs/scoring.md). */
-export interface OpportunityScoreResult {
-	/** The scored opportunity's id; null for an inline opportunity without one. */
-	opportunityId: string | null;
-	/** 0–100. */
-	score: number;
-	/** 0–1, the score as a likelihood (heuristic, not calibrated). */
-	probability: number;
-	/** Points per factor; they add up to the score before clamping to 0–100. */
-	factors: OpportunityFactors;
-	/** When it was computed (ISO); age and activity depend on it. */
-	scoredAt: string;
-}
-
-/** An opportunity passed inline, e.g. from a workflow's variables; an entity from `opportunities` fits as it is. */
-export interface InlineOpportunity {
-	id?: string;
-	stage: OpportunityStage;
-	amount: number;
-	createdAt: string;
-	lastActivityAt?: string;
-	sentiment?: number | null;
-}
-
-export interface OpportunityScoreParams {
-	opportunityId?: string;
-	opportunity?: InlineOpportunity;
-}
-
-export type ModelInfo =
-	| { enabled: false; reason: string }
-	| {
-		enabled: true;
-		path: string;
-		name: string;
-		description: string | null;
-		format: string;
-		version: number;
-		trainedAt: string;
-		data: { path: string; sha256: string; rows: number };
-		/** Profile fields the model reads, with the CSV column each was trained from. */
-		features: { field: string; column: string; type: string }[];
-		/** Network inputs after encoding (one-hot levels, missing indicators). */
-		inputs: string[];
-		threshold: number;
-		thresholdRule: string;
-		metrics: ChurnModelArtifact["metrics"];
-		training: ChurnModelArtifact["training"];
-		/** Points of the risk factor `churn.model` at probability 1 (RISK_CHURN_WEIGHT). */
-		churnWeight: number;
-	};
+import type { ChurnModel } from "../ml/model.ts";
+import { loadChurnModel } from "../ml/churn-scorer.ts";
+import { scoreOpportunity } from "../ml/opportunity-score.ts";
+import {
+	call, Opportunities, Scoring, type InlineOpportunity, type ModelInfo, type OpportunityScoreParams, type OpportunityScoreResult
+} from "../models/contract/index.ts";
+import { OPPORTUNITY_STAGES } from "../models/entities/opportunity.entity.ts";
 
 interface RestParams<B = unknown, Q = Record<string, unknown>, P = Record<string, string>> { body: B; query: Q; params: P }
 
@@ -111,7 +63,7 @@ export function createScoringService(config: Config, now: () => number = Date.no
 		? { enabled: false, reason: "CHURN_MODEL=off: the churn.model risk factor is disabled" }
 		: modelInfoOf(loadChurnModel(config.churnModel), config.actor.churnWeight);
 	return {
-		name: "scoring",
+		name: Scoring.service,
 		settings: { rest: "/" },
 		actions: {
 			/** `{ opportunityId }` or `{ opportunity }` (exactly one) → OpportunityScoreResult. */
@@ -129,7 +81,7 @@ export function createScoringService(config: Config, now: () => number = Date.no
 					}
 					let o: InlineOpportunity;
 					if (opportunityId !== undefined) {
-						o = await ctx.call<Opportunity, { id: string }>("opportunities.get", { id: opportunityId });
+						o = await call(ctx, Opportunities.get, { id: opportunityId });
 					} else {
 						o = opportunity!;
 					}
@@ -149,7 +101,7 @@ export function createScoringService(config: Config, now: () => number = Date.no
 				rest: "POST /opportunities/:id/score",
 				params: { params: { type: "object", props: { id: OPPORTUNITY_ID } } },
 				handler(this: Service, ctx: Context<RestParams<unknown, unknown, { id: string }>>): Promise<OpportunityScoreResult> {
-					return ctx.call("scoring.opportunity", { opportunityId: ctx.params.params.id });
+					return call(ctx, Scoring.opportunity, { opportunityId: ctx.params.params.id });
 				}
 			},
 			/** The churn model's metadata: feature list, metrics, training date, data hash, threshold. */

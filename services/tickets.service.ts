@@ -1,45 +1,19 @@
 // tickets: support tickets (moleculer-db through DbMixin). Opening one routes it with the nools rules, counts it on
 // the agent, and tells the customer's actor (crm.ticket.opened); resolving it does the reverse. REST under /api/v1/tickets.
 import { randomBytes } from "node:crypto";
-import { Errors } from "moleculer";
-import type { Context, Service, ServiceSchema } from "moleculer";
+import type { Context, Errors, Service, ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
 import { DbMixin } from "../mixins/db.mixin.ts";
-import { TICKET_PRIORITIES, type TicketPriority } from "../models/event-data.schemas.ts";
-import type { RoutingResult } from "./rules/ticket-router.ts";
-import type { Agent } from "./agents.service.ts";
-
-export const TICKET_STATUSES = ["OPEN", "RESOLVED"] as const;
-export type TicketStatus = (typeof TICKET_STATUSES)[number];
+import type { CloudEvent, Json } from "../models/cloud-event.ts";
+import {
+	Agents, broadcast, call, Customers, CUSTOMER_ID, emit, Rules, TicketEvents, Tickets, type OpenedTicket, type OpenTicketParams
+} from "../models/contract/index.ts";
+import type { Agent } from "../models/entities/agent.entity.ts";
+import { TICKET_PRIORITIES, TICKET_STATUSES, type Ticket, type TicketStatus } from "../models/entities/ticket.entity.ts";
+import { contractError } from "../runtime/contract-error.ts";
 
 /** Source of the CloudEvents this service sends to customer actors; with the ticket id it is their dedup key. */
 export const TICKET_EVENT_SOURCE = "/crm/tickets";
-
-export interface Ticket {
-	id: string;
-	customerId: string;
-	subject: string | null;
-	priority: TicketPriority;
-	category: string;
-	requiredSkill: string | null;
-	status: TicketStatus;
-	/** Agent id, null while the ticket waits in the queue. */
-	assignee: string | null;
-	/** The routing rule that assigned (or queued) it. */
-	rule: string | null;
-	createdAt: string;
-	resolvedAt: string | null;
-}
-
-export interface OpenedTicket {
-	ticket: Ticket;
-	assignee: Agent | null;
-	rule: string | null;
-}
-
-/** Moleculer events, past tense: the workflows service follows them (ticket-escalation). */
-export const TICKET_OPENED_EVENT = "ticket.opened";
-export const TICKET_RESOLVED_EVENT = "ticket.resolved";
 
 type TicketDoc = Omit<Ticket, "id"> & { _id: string };
 
@@ -52,7 +26,6 @@ interface Adapter {
 
 interface RestParams<B = unknown, Q = Record<string, unknown>, P = Record<string, string>> { body: B; query: Q; params: P }
 
-const CUSTOMER_ID = { type: "string", min: 1, max: 128, pattern: /^[A-Za-z0-9][A-Za-z0-9._:@-]*$/ } as const;
 const TICKET_ID = { type: "string", min: 1, max: 64, pattern: /^[A-Za-z0-9][A-Za-z0-9._:@-]*$/ } as const;
 const CATEGORY = { type: "string", min: 1, max: 64, pattern: /^[A-Z][A-Z0-9_]*$/, messages: { stringPattern: "'{field}' is an upper-case tag such as TECHNICAL or BILLING" } } as const;
 const OPEN_SCHEMA = {
@@ -71,14 +44,6 @@ const LIST_QUERY = {
 	offset: { type: "number", integer: true, min: 0, optional: true, convert: true }
 } as const;
 
-export interface OpenTicketParams {
-	id?: string;
-	customerId: string;
-	subject?: string;
-	priority: TicketPriority;
-	category: string;
-	requiredSkill?: string;
-}
 interface ListParams { customerId?: string; status?: TicketStatus; assignee?: string; limit?: number; offset?: number }
 
 type TicketsService = Service & {
@@ -96,13 +61,13 @@ function toTicket(doc: TicketDoc): Ticket {
 	return { id: _id, ...rest };
 }
 
-function notFound(id: string): Errors.MoleculerClientError {
-	return new Errors.MoleculerClientError(`ticket ${id} not found`, 404, "TICKET_NOT_FOUND", { id });
+function notFound(id: string): Errors.MoleculerError {
+	return contractError("TICKET_NOT_FOUND", `ticket ${id} not found`, { id });
 }
 
 /** The CloudEvent a ticket change is for the customer's actor; its id makes a re-send a duplicate. */
-export function ticketEvent(ticket: Ticket, kind: "opened" | "resolved"): Record<string, unknown> {
-	const data: Record<string, unknown> = { ticketId: ticket.id };
+export function ticketEvent(ticket: Ticket, kind: "opened" | "resolved"): CloudEvent {
+	const data: Record<string, Json> = { ticketId: ticket.id };
 	if (kind === "opened") {
 		data.priority = ticket.priority;
 		data.category = ticket.category;
@@ -112,7 +77,7 @@ export function ticketEvent(ticket: Ticket, kind: "opened" | "resolved"): Record
 		specversion: "1.0",
 		id: `ticket-${kind}-${ticket.id}`,
 		source: TICKET_EVENT_SOURCE,
-		type: `crm.ticket.${kind}`,
+		type: kind === "opened" ? "crm.ticket.opened" : "crm.ticket.resolved",
 		subject: ticket.customerId,
 		time: kind === "opened" ? ticket.createdAt : ticket.resolvedAt ?? ticket.createdAt,
 		data
@@ -121,7 +86,7 @@ export function ticketEvent(ticket: Ticket, kind: "opened" | "resolved"): Record
 
 export function createTicketsService(config: Config, now: () => number = Date.now): ServiceSchema {
 	return {
-		name: "tickets",
+		name: Tickets.service,
 		mixins: [DbMixin({ collection: "tickets", config, indexes: ["customerId", "status"] }) as ServiceSchema],
 		settings: { rest: "/" },
 		actions: {
@@ -176,7 +141,7 @@ export function createTicketsService(config: Config, now: () => number = Date.no
 				rest: "GET /tickets/:id",
 				params: { params: { type: "object", props: { id: TICKET_ID } } },
 				handler(this: TicketsService, ctx: Context<RestParams<unknown, unknown, { id: string }>>): Promise<Ticket> {
-					return ctx.call("tickets.get", { id: ctx.params.params.id });
+					return call(ctx, Tickets.get, { id: ctx.params.params.id });
 				}
 			},
 			postResolve: {
@@ -194,18 +159,18 @@ export function createTicketsService(config: Config, now: () => number = Date.no
 					if (existing) {
 						const ticket = toTicket(existing);
 						if (ticket.customerId !== p.customerId) {
-							throw new Errors.MoleculerClientError(`ticket ${p.id} belongs to another customer`, 409, "TICKET_EXISTS", { id: p.id });
+							throw contractError("TICKET_EXISTS", `ticket ${p.id} belongs to another customer`, { id: p.id });
 						}
 						// A retry after a failed hand-over to the actor: the event id makes a second delivery harmless.
 						await this.tellActor(ctx, ticket, "opened");
-						const assignee = ticket.assignee ? await ctx.call<Agent, { id: string }>("agents.get", { id: ticket.assignee }).catch(() => null) : null;
+						const assignee = ticket.assignee ? await call(ctx, Agents.get, { id: ticket.assignee }).catch(() => null) : null;
 						return { opened: { ticket, assignee, rule: ticket.rule }, created: false };
 					}
 				}
 				const id = p.id ?? `tkt-${randomBytes(6).toString("hex")}`;
 				const route = async (): Promise<{ ticket: Ticket; agent: Agent | null }> => {
-					const agents = await ctx.call<Agent[]>("agents.candidates");
-					const routed = await ctx.call<RoutingResult, object>("rules.route", {
+					const agents = await call(ctx, Agents.candidates, {});
+					const routed = await call(ctx, Rules.route, {
 						ticket: { id, customerId: p.customerId, priority: p.priority, category: p.category, requiredSkill: p.requiredSkill ?? null },
 						agents: agents.map(a => ({ id: a.id, level: a.level, skills: a.skills, available: a.available, load: a.load }))
 					});
@@ -222,14 +187,14 @@ export function createTicketsService(config: Config, now: () => number = Date.no
 						createdAt: new Date(now()).toISOString(),
 						resolvedAt: null
 					});
-					if (routed.assignee) await ctx.call("agents.adjustLoad", { id: routed.assignee, delta: 1 });
+					if (routed.assignee) await call(ctx, Agents.adjustLoad, { id: routed.assignee, delta: 1 });
 					return { ticket: toTicket(doc), agent: agents.find(a => a.id === routed.assignee) ?? null };
 				};
 				const next = this.routingQueue.then(route, route);
 				this.routingQueue = next.catch(() => undefined);
 				const { ticket, agent } = await next;
 				await this.tellActor(ctx, ticket, "opened");
-				void this.broker.emit(TICKET_OPENED_EVENT, { ticket });
+				void emit(this.broker, TicketEvents.opened, { ticket });
 				const assignee = agent ? { ...agent, load: agent.load + 1 } : null;
 				return { opened: { ticket, assignee, rule: ticket.rule }, created: true };
 			},
@@ -243,16 +208,16 @@ export function createTicketsService(config: Config, now: () => number = Date.no
 				const ticket = toTicket(doc);
 				if (changed > 0) {
 					await this.clearCache();
-					if (ticket.assignee) await ctx.call("agents.adjustLoad", { id: ticket.assignee, delta: -1 });
+					if (ticket.assignee) await call(ctx, Agents.adjustLoad, { id: ticket.assignee, delta: -1 });
 				}
 				await this.tellActor(ctx, ticket, "resolved");
 				// Broadcast: with embedded workflow engines the escalation waiting for it lives on one node, any node.
-				if (changed > 0) void this.broker.broadcast(TICKET_RESOLVED_EVENT, { ticket });
+				if (changed > 0) void broadcast(this.broker, TicketEvents.resolved, { ticket });
 				return ticket;
 			},
 
 			async tellActor(this: TicketsService, ctx: Context, ticket: Ticket, kind: "opened" | "resolved"): Promise<void> {
-				await ctx.call("customers.handle", { customerId: ticket.customerId, event: ticketEvent(ticket, kind) });
+				await call(ctx, Customers.handle, { customerId: ticket.customerId, event: ticketEvent(ticket, kind) });
 			}
 		},
 		created(this: TicketsService) {

@@ -5,13 +5,17 @@ import { Errors } from "moleculer";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Config } from "../config/index.ts";
 import { DbMixin } from "../mixins/db.mixin.ts";
-import { topicHandler, type TopicDeps, type Vars } from "../actors/workflow-topics.ts";
+import { KeyedQueue } from "../lib/keyed.queue.ts";
+import { topicHandler, type TopicDeps } from "../actors/workflow-topics.ts";
+import {
+	call, CUSTOMER_ID, PROCESS_STATES, RuleEvents, TicketEvents, Workflows, type ProcessFilter, type ProcessView, type RiskThresholdCrossed, type TaskView,
+	type Vars
+} from "../models/contract/index.ts";
+import type { Ticket } from "../models/entities/ticket.entity.ts";
 import { loadBpmnDir, type ProcessDefinition } from "./workflows/definitions.ts";
 import { EmbeddedWorkflowEngine, type InstanceDoc, type InstanceStore } from "./workflows/embedded.engine.ts";
 import { CamundaWorkflowEngine } from "./workflows/camunda.engine.ts";
-import { WorkflowRequestError, type ProcessFilter, type ProcessView, type TaskView, type WorkflowEngine } from "./workflows/workflow-engine.ts";
-import type { RiskThresholdCrossed } from "./rules.service.ts";
-import { TICKET_OPENED_EVENT, TICKET_RESOLVED_EVENT, type Ticket } from "./tickets.service.ts";
+import { WorkflowRequestError, type WorkflowEngine } from "./workflows/workflow-engine.ts";
 
 export const TICKET_ESCALATION_PROCESS = "ticket-escalation";
 export const TICKET_RESOLVED_MESSAGE = "ticket-resolved";
@@ -31,14 +35,12 @@ type WorkflowsService = Service & {
 	engine: WorkflowEngine;
 	definitions: Map<string, ProcessDefinition>;
 	/** Starts per business key run one after another, so "unique" holds under concurrent triggers. */
-	startQueues: Map<string, Promise<unknown>>;
+	starts: KeyedQueue;
 	startProcess(processKey: string, opts: { businessKey: string; customerId: string; variables?: Vars; unique?: boolean }): Promise<ProcessView>;
 };
 
-const CUSTOMER_ID = { type: "string", min: 1, max: 128, pattern: /^[A-Za-z0-9][A-Za-z0-9._:@-]*$/ } as const;
 const KEY = { type: "string", min: 1, max: 128 } as const;
 const VARIABLES = { type: "record", key: { type: "string", min: 1, max: 64, pattern: /^[A-Za-z_][A-Za-z0-9_]*$/ }, value: { type: "any" }, optional: true } as const;
-const STATES = ["running", "completed", "failed", "terminated", "suspended"] as const;
 
 /** Engine errors as Moleculer errors: a client mistake is 4xx, anything else stays a server error. */
 function asMoleculerError(err: unknown): Error {
@@ -76,7 +78,7 @@ export async function createWorkflowsService(config: Config): Promise<ServiceSch
 	const camundaUrl = config.camundaUrl;
 	const definitions = await loadBpmnDir(a.bpmnDir);
 	return {
-		name: "workflows",
+		name: Workflows.service,
 		mixins: camundaUrl ? [] : [DbMixin({ collection: "workflow_instances", config, indexes: ["status", "customerId", "businessKey"] }) as ServiceSchema],
 		settings: { rest: "/" },
 		actions: {
@@ -109,7 +111,7 @@ export async function createWorkflowsService(config: Config): Promise<ServiceSch
 					customerId: { ...CUSTOMER_ID, optional: true },
 					processKey: { ...KEY, optional: true },
 					businessKey: { ...KEY, optional: true },
-					state: { type: "enum", values: [...STATES], optional: true },
+					state: { type: "enum", values: [...PROCESS_STATES], optional: true },
 					limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true }
 				},
 				handler(this: WorkflowsService, ctx: Context<ProcessFilter>): Promise<ProcessView[]> {
@@ -138,7 +140,7 @@ export async function createWorkflowsService(config: Config): Promise<ServiceSch
 					body: { type: "object", props: { variables: VARIABLES }, strict: true, optional: true }
 				},
 				handler(this: WorkflowsService, ctx: Context<RestParams<{ variables?: Vars } | undefined, unknown, { id: string }>>) {
-					return ctx.call("workflows.completeTask", { id: ctx.params.params.id, variables: ctx.params.body?.variables ?? {} });
+					return call(ctx, Workflows.completeTask, { id: ctx.params.params.id, variables: ctx.params.body?.variables ?? {} });
 				}
 			},
 			getProcesses: {
@@ -151,7 +153,7 @@ export async function createWorkflowsService(config: Config): Promise<ServiceSch
 							customerId: { ...CUSTOMER_ID, optional: true },
 							processKey: { ...KEY, optional: true },
 							businessKey: { ...KEY, optional: true },
-							state: { type: "enum", values: [...STATES], optional: true },
+							state: { type: "enum", values: [...PROCESS_STATES], optional: true },
 							limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true }
 						}
 					}
@@ -170,7 +172,7 @@ export async function createWorkflowsService(config: Config): Promise<ServiceSch
 					}
 				},
 				async handler(this: WorkflowsService, ctx: Context<RestParams<{ processKey: string; customerId: string; businessKey?: string; variables?: Vars; unique?: boolean }>, { $statusCode?: number; $location?: string }>) {
-					const view = await ctx.call<ProcessView, object>("workflows.start", ctx.params.body);
+					const view = await call(ctx, Workflows.start, ctx.params.body);
 					ctx.meta.$statusCode = 201;
 					ctx.meta.$location = `/api/v1/processes?businessKey=${encodeURIComponent(view.businessKey ?? "")}`;
 					return view;
@@ -185,13 +187,13 @@ export async function createWorkflowsService(config: Config): Promise<ServiceSch
 						props: { messageName: KEY, businessKey: { ...KEY, optional: true }, processInstanceId: { ...KEY, optional: true }, variables: VARIABLES }
 					}
 				},
-				handler(this: WorkflowsService, ctx: Context<RestParams<object>>) {
-					return ctx.call("workflows.correlate", ctx.params.body);
+				handler(this: WorkflowsService, ctx: Context<RestParams<{ messageName: string; businessKey?: string; processInstanceId?: string; variables?: Vars }>>) {
+					return call(ctx, Workflows.correlate, ctx.params.body);
 				}
 			}
 		},
 		events: {
-			"customer.risk.threshold_crossed"(this: WorkflowsService, ctx: Context<RiskThresholdCrossed>) {
+			[RuleEvents.thresholdCrossed.name](this: WorkflowsService, ctx: Context<RiskThresholdCrossed>) {
 				const e = ctx.params;
 				if (!e.process) return;
 				void this.startProcess(e.process, {
@@ -204,7 +206,7 @@ export async function createWorkflowsService(config: Config): Promise<ServiceSch
 					(err: unknown) => this.logger.error(`workflows: could not start ${e.process} for customer ${e.customerId}`, err)
 				);
 			},
-			[TICKET_OPENED_EVENT](this: WorkflowsService, ctx: Context<{ ticket: Ticket }>) {
+			[TicketEvents.opened.name](this: WorkflowsService, ctx: Context<{ ticket: Ticket }>) {
 				const t = ctx.params.ticket;
 				if (!URGENT.has(t.priority) || !this.definitions.has(TICKET_ESCALATION_PROCESS)) return;
 				void this.startProcess(TICKET_ESCALATION_PROCESS, {
@@ -214,7 +216,7 @@ export async function createWorkflowsService(config: Config): Promise<ServiceSch
 					variables: { ticketId: t.id, priority: t.priority, category: t.category, slaDuration: a.ticketSla }
 				}).catch((err: unknown) => this.logger.error(`workflows: could not start ${TICKET_ESCALATION_PROCESS} for ticket ${t.id}`, err));
 			},
-			[TICKET_RESOLVED_EVENT](this: WorkflowsService, ctx: Context<{ ticket: Ticket }>) {
+			[TicketEvents.resolved.name](this: WorkflowsService, ctx: Context<{ ticket: Ticket }>) {
 				const t = ctx.params.ticket;
 				void this.engine.correlate(TICKET_RESOLVED_MESSAGE, { businessKey: t.id }).catch((err: unknown) =>
 					this.logger.error(`workflows: could not correlate ${TICKET_RESOLVED_MESSAGE} for ticket ${t.id}`, err)
@@ -223,19 +225,12 @@ export async function createWorkflowsService(config: Config): Promise<ServiceSch
 		},
 		methods: {
 			startProcess(this: WorkflowsService, processKey: string, opts: { businessKey: string; customerId: string; variables?: Vars; unique?: boolean }): Promise<ProcessView> {
-				const key = `${processKey}/${opts.businessKey}`;
-				const previous = this.startQueues.get(key) ?? Promise.resolve();
-				const next = previous.then(() => this.engine.startProcess(processKey, opts)).catch((err: unknown) => { throw asMoleculerError(err); });
-				const settled = next.catch(() => undefined);
-				this.startQueues.set(key, settled);
-				void settled.then(() => {
-					if (this.startQueues.get(key) === settled) this.startQueues.delete(key);
-				});
-				return next;
+				return this.starts.run(`${processKey}/${opts.businessKey}`, () => this.engine.startProcess(processKey, opts))
+					.catch((err: unknown) => { throw asMoleculerError(err); });
 			}
 		},
 		created(this: WorkflowsService) {
-			this.startQueues = new Map();
+			this.starts = new KeyedQueue();
 			this.definitions = definitions;
 		},
 		async started(this: WorkflowsService) {

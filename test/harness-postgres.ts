@@ -1,13 +1,13 @@
 // Test harness for PostgreSQL: initdb into a temp dir, postgres on a free port (trust auth, loopback only), one
 // database created; stopped and removed afterwards. As root, both run as the `postgres` user (postgres refuses root).
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { accessSync, chownSync, constants as fsConstants, readFileSync, rmSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { chownSync, readFileSync, rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
-import { freePort, waitFor } from "./harness.ts";
+import { freePort, launch, requireBinary, waitFor } from "../lib/processes.ts";
 
 export interface PostgresHandle {
 	/** postgres://postgres@127.0.0.1:<port>/<database> */
@@ -22,20 +22,11 @@ const run = promisify(execFile);
 const STARTUP_TIMEOUT_MS = 20_000;
 const STOP_GRACE_MS = 5_000;
 
+// Debian keeps the server binaries out of PATH, one directory per major version: prefer the newest.
+const PG_DIRS = ["/usr/local/bin", ...["17", "16", "15", "14", "13"].map(major => `/usr/lib/postgresql/${major}/bin`)];
+
 function findPgBinary(name: string): string {
-	const dirs = [...(process.env.PATH ?? "").split(delimiter).filter(Boolean), "/usr/local/bin"];
-	// Debian keeps the server binaries out of PATH, one directory per major version: prefer the newest.
-	for (const major of ["17", "16", "15", "14", "13"]) dirs.push(`/usr/lib/postgresql/${major}/bin`);
-	for (const dir of dirs) {
-		const candidate = join(dir, name);
-		try {
-			accessSync(candidate, fsConstants.X_OK);
-			return candidate;
-		} catch {
-			// Not here; try the next directory.
-		}
-	}
-	throw new Error(`${name} not found in PATH or /usr/lib/postgresql/*/bin: install Debian's postgresql package to run the ERP tests`);
+	return requireBinary(name, "install Debian's postgresql package to run the ERP tests", PG_DIRS);
 }
 
 /** uid/gid of the `postgres` user when we are root (postgres will not run as root), else undefined (run as ourselves). */
@@ -47,15 +38,15 @@ function postgresUser(): { uid: number; gid: number } | undefined {
 	return { uid: Number(uid), gid: Number(gid) };
 }
 
-const live = new Set<{ child: ChildProcess; dir: string }>();
+// The toolkit kills a server left running when the test process exits; its data directory goes too.
+const liveDirs = new Set<string>();
 let hooked = false;
 function installExitHook(): void {
 	if (hooked) return;
 	hooked = true;
 	process.on("exit", () => {
-		for (const { child, dir } of live) {
+		for (const dir of liveDirs) {
 			try {
-				child.kill("SIGKILL");
 				rmSync(dir, { recursive: true, force: true });
 			} catch {
 				// Best effort on the way out.
@@ -100,31 +91,21 @@ export async function startPostgres(database = "crm_test"): Promise<PostgresHand
 	for (let attempt = 0; attempt < 3; attempt++) {
 		const port = await freePort();
 		let output = "";
-		let exited = false;
 		// fsync off: a test database needs no crash safety, and it makes every commit far cheaper.
-		const child = spawn(postgres, [
+		const server = launch(postgres, [
 			"-D", dataDir, "-p", String(port), "-h", "127.0.0.1", "-k", dir,
 			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=50"
-		], { ...asUser, cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
-		const entry = { child, dir };
-		live.add(entry);
-		child.stdout?.on("data", (c: Buffer) => { output = (output + c.toString()).slice(-4000); });
-		child.stderr?.on("data", (c: Buffer) => { output = (output + c.toString()).slice(-4000); });
-		const exitedP = new Promise<void>(resolve => child.once("exit", () => {
-			exited = true;
-			live.delete(entry);
-			resolve();
-		}));
-		child.unref();
+		], { ...asUser, cwd: dir, detached: false, unref: true, onLine: line => { output = `${output}${line}\n`.slice(-4000); } });
+		liveDirs.add(dir);
+		void server.exited.then(() => liveDirs.delete(dir));
 		const adminUrl = `postgres://postgres@127.0.0.1:${port}/postgres`;
 		try {
 			await waitFor(async () => {
-				if (exited) throw new Error("postgres exited");
+				if (!server.alive()) throw new Error("postgres exited");
 				return canQuery(adminUrl);
 			}, { timeoutMs: STARTUP_TIMEOUT_MS, intervalMs: 50, message: "postgres ready" });
 		} catch (err) {
-			child.kill("SIGKILL");
-			await exitedP;
+			await server.stop(0, "SIGKILL");
 			lastError = new Error(`postgres on port ${port} did not start: ${(err as Error).message}\n${output}`);
 			continue;
 		}
@@ -133,18 +114,8 @@ export async function startPostgres(database = "crm_test"): Promise<PostgresHand
 		await admin.query(`CREATE DATABASE ${database}`);
 		await admin.end();
 		const stop = async () => {
-			if (!exited) {
-				// SIGINT is postgres' "fast" shutdown: abort open sessions, then exit cleanly.
-				child.kill("SIGINT");
-				let timer: NodeJS.Timeout | undefined;
-				const graceOver = new Promise<boolean>(r => { timer = setTimeout(() => r(false), STOP_GRACE_MS); });
-				const inTime = await Promise.race([exitedP.then(() => true), graceOver]);
-				clearTimeout(timer);
-				if (!inTime) {
-					child.kill("SIGKILL");
-					await exitedP;
-				}
-			}
+			// SIGINT is postgres' "fast" shutdown: abort open sessions, then exit cleanly.
+			await server.stop(STOP_GRACE_MS, "SIGINT");
 			await rm(dir, { recursive: true, force: true });
 		};
 		return { url: `postgres://postgres@127.0.0.1:${port}/${database}`, port, database, dir, stop };

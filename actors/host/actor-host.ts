@@ -5,6 +5,7 @@
 // pending write is a field of its actor, not a map entry, and is handed to the store as it is.
 import { eventKey } from "../../models/cloud-event.ts";
 import type { CustomerState } from "../../models/customer-state.ts";
+import type { HandleResult } from "../../models/contract/customers.contract.ts";
 import { emptyCustomerState, reduce, sharingEmpties } from "../customer.reducer.ts";
 import type { CustomerMessage, Effect, ReduceContext } from "../customer-actor.types.ts";
 import type { ActorStore, ActorWrite, LoadedActor } from "./actor-store.ts";
@@ -57,13 +58,6 @@ export class ActorHostError extends Error {
 		super(message, options);
 		this.type = type;
 	}
-}
-
-export interface HandleResult {
-	/** False when the event was a duplicate (same source + id) and had no effect. */
-	applied: boolean;
-	version: number;
-	riskScore: number;
 }
 
 export interface ActorHostOptions {

@@ -1,38 +1,12 @@
 // Routes one ticket with rules/ticket-routing.nools: one compiled flow, a short session per ticket holding the
 // ticket and its candidate agents; the result names the agent (or none) and the rule that decided.
+import { MAX_ROUTING_CANDIDATES, type RoutingAgentInput, type RoutingResult, type RoutingTicketInput } from "../../models/contract/index.ts";
 import { loadRuleFile, type LoadedRuleFile } from "./nools-loader.ts";
 
 export const TICKET_ROUTING_FILE = "ticket-routing.nools";
 
-/** Candidate agents beyond this many are not offered to a session: its `not` joins grow with the square. */
-export const MAX_CANDIDATES = 500;
-
 /** Firings after which a session is halted: one rule should decide, a few more mean a rule re-fires. */
 const MAX_FIRINGS = 10;
-
-export interface RoutingTicketInput {
-	id: string;
-	customerId: string;
-	priority: string;
-	category: string;
-	requiredSkill?: string | null;
-}
-
-export interface RoutingAgentInput {
-	id: string;
-	name?: string;
-	level: string;
-	skills: string[];
-	available: boolean;
-	load: number;
-}
-
-export interface RoutingResult {
-	/** Agent id, or null when the ticket waits in the queue. */
-	assignee: string | null;
-	/** Name of the rule that assigned (or queued) the ticket; null when no rule fired. */
-	rule: string | null;
-}
 
 /** The ticket fact (`t`); `assignee` and `queued` are what the rules change. */
 export class Ticket {
@@ -87,7 +61,7 @@ export class TicketRouter {
 	async route(ticket: RoutingTicketInput, agents: readonly RoutingAgentInput[]): Promise<RoutingResult> {
 		const t = new Ticket(ticket);
 		const facts: object[] = [t];
-		for (const a of agents.slice(0, MAX_CANDIDATES)) facts.push(new Agent(a));
+		for (const a of agents.slice(0, MAX_ROUTING_CANDIDATES)) facts.push(new Agent(a));
 		const session = this.loaded.flow.getSession(...facts);
 		const fired: string[] = [];
 		session.on("fire", name => {

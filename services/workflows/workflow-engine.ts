@@ -1,36 +1,9 @@
 // What the workflows service needs from a BPMN engine, implemented twice: embedded (bpmn-engine, state in the
 // node's database) and Camunda 7 / Operaton (REST + external-task workers). Views are the same for both.
-import type { TopicTask, Vars } from "../../actors/workflow-topics.ts";
+import type { TopicTask } from "../../actors/workflow-topics.ts";
+import type { ProcessFilter, ProcessView, TaskView, Vars } from "../../models/contract/index.ts";
 
-export type ProcessState = "running" | "completed" | "failed" | "terminated" | "suspended";
-
-export interface ProcessView {
-	id: string;
-	processKey: string;
-	businessKey: string | null;
-	customerId: string | null;
-	state: ProcessState;
-	startedAt: string | null;
-	endedAt: string | null;
-	/** Activities the instance waits in (user tasks, timers, messages, running external tasks). */
-	activeActivities: string[];
-	/** Why it failed, when it did. */
-	error: string | null;
-	variables: Vars;
-}
-
-export interface TaskView {
-	id: string;
-	name: string;
-	/** The user task's id in the BPMN file. */
-	taskKey: string;
-	processInstanceId: string;
-	processKey: string;
-	businessKey: string | null;
-	customerId: string | null;
-	assignee: string | null;
-	createdAt: string | null;
-}
+export type { ProcessFilter, ProcessState, ProcessView, TaskView } from "../../models/contract/index.ts";
 
 export interface StartOptions {
 	businessKey: string;
@@ -44,14 +17,6 @@ export interface CorrelateOptions {
 	businessKey?: string;
 	processInstanceId?: string;
 	variables?: Vars;
-}
-
-export interface ProcessFilter {
-	customerId?: string;
-	processKey?: string;
-	businessKey?: string;
-	state?: ProcessState;
-	limit?: number;
 }
 
 export interface WorkflowEngine {

@@ -8,7 +8,7 @@ import { startNats, startRedis, waitFor, type ServerHandle } from "../harness.ts
 import { loadConfig } from "../../config/index.ts";
 import { brokerOptions } from "../../moleculer.config.ts";
 import { ownerOf } from "../../actors/sharding.ts";
-import { CLUSTER_COMMANDS } from "../../bin/repl-commands.ts";
+import { CLUSTER_COMMANDS } from "../../app/repl-commands.ts";
 import { RetryingClient, apiCall, runPool, startNodeProcess, type NodeProcess } from "./node-processes.ts";
 import { Pacer, expectedView, referenceContext, referenceState, workloadEvent, type RawEvent } from "./workload.ts";
 

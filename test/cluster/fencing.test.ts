@@ -7,7 +7,7 @@ import { startNats, startRedis, waitFor, type ServerHandle } from "../harness.ts
 import { cloudEvent, startTestNode, type TestNode } from "../support/node.ts";
 import { ownerOf } from "../../actors/sharding.ts";
 import type { ShardedActorService } from "../../mixins/sharded-actor.mixin.ts";
-import { CLUSTER_COMMANDS } from "../../bin/repl-commands.ts";
+import { CLUSTER_COMMANDS } from "../../app/repl-commands.ts";
 import { expectedView, referenceContext, referenceState, type RawEvent } from "./workload.ts";
 
 function svc(node: TestNode): ShardedActorService {

@@ -1,10 +1,10 @@
 // Real cluster nodes for tests and benchmarks: `node bin/start.ts` child processes on NATS + Redis, with an HTTP
 // client that retries a failed call on another node (same payload, so the same event ids), and a load driver.
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { freePort, waitFor } from "../harness.ts";
+import { freePort, launch, waitFor } from "../../lib/processes.ts";
 import { API_KEY } from "../support/node.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -21,52 +21,39 @@ export interface NodeProcess {
 	kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-const live = new Set<ChildProcess>();
-process.on("exit", () => {
-	for (const child of live) child.kill("SIGKILL");
-});
-
 /** Starts `node bin/start.ts` with `env` on a free port and waits until /health/ready answers 200. */
 export async function startNodeProcess(nodeId: string, env: Record<string, string>, readyTimeoutMs = 30_000): Promise<NodeProcess> {
 	const port = await freePort();
 	const dataDir = await mkdtemp(path.join(tmpdir(), `crm-${nodeId}-`));
-	const child = spawn(process.execPath, ["bin/start.ts"], {
+	let out = "";
+	const proc = launch(process.execPath, ["bin/start.ts"], {
+		name: nodeId,
 		cwd: ROOT,
 		env: {
 			PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "",
 			NODE_ID: nodeId, PORT: String(port), HOST: "127.0.0.1", API_KEYS: API_KEY, DATA_DIR: dataDir, LOG_LEVEL: "warn", CHURN_MODEL: "off",
 			...env
 		},
-		stdio: ["ignore", "pipe", "pipe"]
+		detached: false,
+		onLine: line => {
+			out = `${out}${line}\n`.slice(-OUTPUT_TAIL_CHARS);
+		}
 	});
-	live.add(child);
-	let out = "";
-	const keep = (chunk: Buffer) => {
-		out = (out + chunk.toString("utf8")).slice(-OUTPUT_TAIL_CHARS);
-	};
-	child.stdout?.on("data", keep);
-	child.stderr?.on("data", keep);
-	let exitedFlag = false;
-	const exited = new Promise<void>(resolve => child.once("exit", () => {
-		exitedFlag = true;
-		live.delete(child);
-		void rm(dataDir, { recursive: true, force: true });
-		resolve();
-	}));
+	const exited = proc.exited.then(() => rm(dataDir, { recursive: true, force: true })).then(() => undefined);
 	const baseUrl = `http://127.0.0.1:${port}`;
 	const handle: NodeProcess = {
-		nodeId, baseUrl, child, exited,
-		alive: () => !exitedFlag,
+		nodeId, baseUrl, child: proc.child, exited,
+		alive: proc.alive,
 		output: () => out,
 		async kill(signal = "SIGTERM") {
-			if (exitedFlag) return;
-			child.kill(signal);
+			if (!proc.alive()) return;
+			proc.child.kill(signal);
 			await exited;
 		}
 	};
 	try {
 		await waitFor(async () => {
-			if (exitedFlag) throw new Error("exited");
+			if (!proc.alive()) throw new Error("exited");
 			return (await fetch(`${baseUrl}/health/ready`)).status === 200;
 		}, { timeoutMs: readyTimeoutMs, intervalMs: 50, message: `${nodeId} ready` });
 	} catch (err) {

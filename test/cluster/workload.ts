@@ -4,18 +4,11 @@ import type { Config } from "../../config/index.ts";
 import { emptyCustomerState, reduce } from "../../actors/customer.reducer.ts";
 import type { ReduceContext } from "../../actors/customer-actor.types.ts";
 import type { CustomerState } from "../../models/customer-state.ts";
+import type { RawCloudEvent } from "../../models/cloud-event.ts";
 import { validateEvent } from "../../models/cloud-event.validator.ts";
-import { toCustomerView } from "../../services/customers.service.ts";
+import { toCustomerView } from "../../models/contract/index.ts";
 
-export interface RawEvent {
-	specversion: "1.0";
-	id: string;
-	source: string;
-	type: string;
-	subject: string;
-	time: string;
-	data: Record<string, unknown>;
-}
+export type RawEvent = RawCloudEvent;
 
 /** The k-th event of customer number i: a mix of every kind that changes counters, profile and risk. */
 export function workloadEvent(runId: string, customerId: string, i: number, k: number, timeMs: number): RawEvent {

@@ -10,7 +10,7 @@ import fc from "fast-check";
 import { startPostgres, type PostgresHandle } from "../harness-postgres.ts";
 import { startTestNode, type TestNode } from "../support/node.ts";
 import { recordDeadLetters, servicesWithDeadLetters, type DeadLetterLog } from "../integration/ingest-sources.support.ts";
-import type { ErpRowPayload, SyncSummary } from "../../services/ingest-erp.service.ts";
+import type { ErpRowPayload, SyncSummary } from "../../models/contract/index.ts";
 import { validateEvent } from "../../models/cloud-event.validator.ts";
 import { assertNoCustomerChanged, customerSnapshot, fcParams, nestedText, seedBanner } from "./fuzz.support.ts";
 

@@ -11,7 +11,8 @@ import fc from "fast-check";
 import { startTestNode, type TestNode } from "../support/node.ts";
 import { waitFor } from "../harness.ts";
 import { captureOutput, recordDeadLetters, servicesWithDeadLetters, type DeadLetterLog, type OutputCapture } from "../integration/ingest-sources.support.ts";
-import { prepareRow, type FileReport } from "../../services/ingest-files.service.ts";
+import { prepareRow } from "../../edge/file-inbox.engine.ts";
+import type { FileReport } from "../../models/contract/index.ts";
 import { validateEvent } from "../../models/cloud-event.validator.ts";
 import { assertNoCustomerChanged, customerSnapshot, fcParams, seedBanner } from "./fuzz.support.ts";
 

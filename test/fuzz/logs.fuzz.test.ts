@@ -11,7 +11,8 @@ import fc from "fast-check";
 import { startTestNode, type TestNode } from "../support/node.ts";
 import { waitFor } from "../harness.ts";
 import { recordDeadLetters, servicesWithDeadLetters, type DeadLetterLog } from "../integration/ingest-sources.support.ts";
-import { prepareEntry, type TailStatus } from "../../services/ingest-logs.service.ts";
+import { prepareEntry } from "../../edge/log-tail.engine.ts";
+import type { TailStatus } from "../../models/contract/index.ts";
 import { validateEvent } from "../../models/cloud-event.validator.ts";
 import { FORBIDDEN, INVALID_UTF8, assertNoCustomerChanged, customerSnapshot, fcParams, nestedText, seedBanner } from "./fuzz.support.ts";
 

@@ -9,7 +9,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { startTestNode, type TestNode } from "../support/node.ts";
 import { parseTelemetry } from "../../models/telemetry.schema.ts";
-import { prepareEntry } from "../../services/ingest-logs.service.ts";
+import { prepareEntry } from "../../edge/log-tail.engine.ts";
 import { FORBIDDEN, assertNoCustomerChanged, customerSnapshot, hostileTimes, nestedText, withKeyAt } from "./fuzz.support.ts";
 import { validEvent } from "./events.arbitraries.ts";
 

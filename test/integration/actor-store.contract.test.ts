@@ -6,10 +6,10 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ActorStore, ActorWrite, JournalEntry } from "../../actors/host/actor-store.ts";
-import { MemoryActorStore } from "../../actors/host/memory.store.ts";
-import { MongoActorStore } from "../../actors/host/mongo.store.ts";
-import { NedbActorStore } from "../../actors/host/nedb.store.ts";
-import { RedisActorStore } from "../../actors/host/redis.store.ts";
+import { MemoryActorStore } from "../../adapters/memory.store.ts";
+import { MongoActorStore } from "../../adapters/mongo.store.ts";
+import { NedbActorStore } from "../../adapters/nedb.store.ts";
+import { RedisActorStore } from "../../adapters/redis.store.ts";
 import type { CustomerState } from "../../models/customer-state.ts";
 import { startRedis, type ServerHandle } from "../harness.ts";
 

@@ -7,7 +7,7 @@ import { startPostgres, type PostgresHandle } from "../harness-postgres.ts";
 import { freePort, waitFor } from "../harness.ts";
 import { startTestNode, type TestNode } from "../support/node.ts";
 import { recordDeadLetters, servicesWithDeadLetters, type DeadLetterLog } from "./ingest-sources.support.ts";
-import type { SyncSummary } from "../../services/ingest-erp.service.ts";
+import type { SyncSummary } from "../../models/contract/index.ts";
 
 interface View { version: number; profile: Record<string, unknown> }
 

@@ -10,7 +10,7 @@ import path from "node:path";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import iconv from "iconv-lite";
-import { csvRecords, probeFile, type CsvStreamStats } from "../../mixins/text-file.reader.ts";
+import { csvRecords, probeFile, type CsvStreamStats } from "../../adapters/text-file.reader.ts";
 import { isCsvError } from "../../models/csv.parser.ts";
 
 // A full collection before each heap reading, so the reading is live memory and not garbage awaiting the collector.

@@ -9,9 +9,9 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { startTestNode, type TestNode } from "../support/node.ts";
 import { recordDeadLetters, servicesWithDeadLetters } from "./ingest-sources.support.ts";
-import { dropIntoInbox, TELCO_CSV, waitForReport } from "../../bin/import-telco.ts";
+import { dropIntoInbox, TELCO_CSV, waitForReport } from "../../app/telco-drop.ts";
 import { parseMapping, recordFromRow, vectorize } from "../../ml/features.ts";
-import { loadChurnModel } from "../../ml/model.ts";
+import { loadChurnModel } from "../../ml/churn-scorer.ts";
 
 const MODEL = "ml/models/churn-telco.json";
 const MAPPING = "ml/mappings/telco-churn.mapping.json";

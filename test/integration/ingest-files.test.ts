@@ -9,7 +9,7 @@ import iconv from "iconv-lite";
 import { startTestNode, type TestNode } from "../support/node.ts";
 import { waitFor } from "../harness.ts";
 import { recordDeadLetters, servicesWithDeadLetters, type DeadLetterLog } from "./ingest-sources.support.ts";
-import type { FileReport } from "../../services/ingest-files.service.ts";
+import type { FileReport } from "../../models/contract/index.ts";
 
 interface View { version: number; profile: Record<string, unknown>; counters: Record<string, number>; risk: { factors: Record<string, number> } }
 

@@ -8,7 +8,7 @@ import path from "node:path";
 import { startTestNode, type TestNode } from "../support/node.ts";
 import { waitFor } from "../harness.ts";
 import { captureOutput, recordDeadLetters, servicesWithDeadLetters, type DeadLetterLog, type OutputCapture } from "./ingest-sources.support.ts";
-import type { TailStatus } from "../../services/ingest-logs.service.ts";
+import type { TailStatus } from "../../models/contract/index.ts";
 
 interface View { counters: { pageViews: number } }
 interface JournalEntry { event: { data: { url: string; referrer?: string } } }

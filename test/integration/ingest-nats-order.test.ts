@@ -7,7 +7,7 @@ import { connect, type NatsConnection } from "nats";
 import { startNats, startRedis, waitFor, type ServerHandle } from "../harness.ts";
 import { startTestNode, type TestNode } from "../support/node.ts";
 import { startNodeProcess, type NodeProcess } from "../cluster/node-processes.ts";
-import { LEASE_BUCKET } from "../../services/ingest-nats.service.ts";
+import { LEASE_BUCKET } from "../../edge/jetstream.intake.ts";
 import { appliedIds, pageView, publish } from "./ingest-nats.support.ts";
 
 const CUSTOMERS = 200;

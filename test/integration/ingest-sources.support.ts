@@ -1,7 +1,7 @@
 // Shared by the ERP, file-drop and log ingestion tests: a recorder for dead letters when the node has no dead-letters
 // service of its own, and a capture of everything the process writes to stdout/stderr (the Console logger).
 import type { ServiceBroker } from "moleculer";
-import { ALL_SERVICES } from "../../bin/create-node.ts";
+import { ALL_SERVICES } from "../../app/create-node.ts";
 import { waitFor } from "../harness.ts";
 
 export interface RecordedDeadLetter {

@@ -10,7 +10,7 @@ import addFormatsModule from "ajv-formats";
 import { Validator as OpenApiValidator } from "@seriousme/openapi-schema-validator";
 import { Parser as AsyncApiParser } from "@asyncapi/parser";
 import fc from "fast-check";
-import { generateContract } from "../../bin/schemas.ts";
+import { generateContract } from "../../app/published-contract.ts";
 import { EVENT_TYPES } from "../../models/cloud-event.ts";
 import { validateEvent } from "../../models/cloud-event.validator.ts";
 import { eventTypeDocs } from "../../models/event-catalogue.ts";

@@ -4,7 +4,7 @@ import type { IClientOptions, MqttClient } from "mqtt";
 import type { ServiceBroker } from "moleculer";
 import { signWebhook } from "../../models/webhook-signature.ts";
 import { waitFor } from "../harness.ts";
-import { ALL_SERVICES } from "../../bin/create-node.ts";
+import { ALL_SERVICES } from "../../app/create-node.ts";
 import type { TestNode } from "./node.ts";
 
 /**

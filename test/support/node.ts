@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { ServiceBroker } from "moleculer";
 import { loadConfig, type Config } from "../../config/index.ts";
-import { createNode } from "../../bin/create-node.ts";
+import { createNode } from "../../app/create-node.ts";
 import { freePort } from "../harness.ts";
 
 export const API_KEY = "test-key-0123456789abcdef";

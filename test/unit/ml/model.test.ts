@@ -7,7 +7,8 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { readCsv } from "../../../ml/csv.ts";
 import { recordFromRow, vectorize } from "../../../ml/features.ts";
-import { createChurnScorer, loadChurnModel } from "../../../ml/model.ts";
+import { createChurnScorer } from "../../../ml/model.ts";
+import { loadChurnModel } from "../../../ml/churn-scorer.ts";
 import { evaluateOnTestSplit } from "../../../ml/training.ts";
 import type { CustomerCounters, CustomerState, ProfileValue } from "../../../models/customer-state.ts";
 

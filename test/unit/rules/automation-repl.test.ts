@@ -3,8 +3,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { ServiceBroker } from "moleculer";
-import { AUTOMATION_COMMANDS } from "../../../bin/automation.repl.ts";
-import type { ReplArgs } from "../../../bin/repl-commands.ts";
+import { AUTOMATION_COMMANDS } from "../../../app/automation.repl.ts";
+import type { ReplArgs } from "../../../app/repl.ts";
 
 function broker(answers: Record<string, (params: Record<string, unknown>) => unknown>, calls: [string, unknown][] = []): ServiceBroker {
 	return {

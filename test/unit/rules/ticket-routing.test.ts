@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { TicketRouter, type RoutingAgentInput, type RoutingTicketInput } from "../../../services/rules/ticket-router.ts";
+import { TicketRouter } from "../../../services/rules/ticket-router.ts";
+import type { RoutingAgentInput, RoutingTicketInput } from "../../../models/contract/index.ts";
 
 const FILE = path.resolve("rules/ticket-routing.nools");
 

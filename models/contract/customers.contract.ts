@@ -1,0 +1,151 @@
+// The customer actors (service `customers`): their actions, what they answer, and the events a customer's actor
+// emits after persisting a change.
+import type { CloudEvent } from "../cloud-event.ts";
+import type { CustomerState } from "../customer-state.ts";
+import type { InteractionLoggedData } from "../event-data.schemas.ts";
+import { action, event } from "./contract.ts";
+
+/** The customer id rule of every per-customer action (the envelope's `subject`). */
+export const CUSTOMER_ID = { type: "string", min: 1, max: 128, pattern: /^[A-Za-z0-9][A-Za-z0-9._:@-]*$/ } as const;
+
+export interface HandleParams {
+	customerId: string;
+	/** Validated by the actor's service before it is applied; a refusal is INVALID_EVENT with { code, reason }. */
+	event: CloudEvent;
+}
+
+export interface HandleManyParams {
+	customerId: string;
+	/** Applied in this order and persisted together; 1..1000. */
+	events: CloudEvent[];
+}
+
+/** What `customers.handle` answers once the change is persisted (one per event for `handleMany`). */
+export interface HandleResult {
+	/** False when the event was a duplicate (same source + id) and had no effect. */
+	applied: boolean;
+	version: number;
+	riskScore: number;
+}
+
+/** A customer as the API shows it (`customers.get`, `GET /api/v1/customers/:id`). */
+export interface CustomerView {
+	id: string;
+	version: number;
+	createdAt: string;
+	lastActivityAt: string;
+	profile: CustomerState["profile"];
+	counters: CustomerState["counters"];
+	risk: CustomerState["risk"];
+	churnProbability: number | null;
+	lastSentiment: number | null;
+	openTicketIds: string[];
+	telemetry: CustomerState["telemetry"];
+	reminders: Record<string, string>;
+}
+
+export function toCustomerView(s: CustomerState): CustomerView {
+	return {
+		id: s.id,
+		version: s.version,
+		createdAt: new Date(s.createdAt).toISOString(),
+		lastActivityAt: new Date(s.lastActivityAt).toISOString(),
+		profile: s.profile,
+		counters: s.counters,
+		risk: s.risk,
+		churnProbability: s.churnProbability,
+		lastSentiment: s.lastSentiment,
+		openTicketIds: s.openTicketIds,
+		telemetry: s.telemetry,
+		reminders: Object.fromEntries(Object.entries(s.reminders).map(([k, v]) => [k, new Date(v).toISOString()]))
+	};
+}
+
+/** One entry of `customers.journal`, newest first. */
+export interface JournalEntryView {
+	version: number;
+	appliedAt: string;
+	riskScore: number;
+	event: CloudEvent;
+}
+
+export interface RiskRow {
+	id: string;
+	score: number;
+}
+
+/** `customers.inspect`: the owner's in-memory actor next to the persisted state (REPL `customer`). */
+export interface InspectResult {
+	nodeID: string;
+	ownerInView: string;
+	members: readonly string[];
+	active: boolean;
+	memory: CustomerView | null;
+	persisted: CustomerView | null;
+}
+
+/** `customers.nodeStats`: one node's actor host — its counters as the host reports them — and its place in the cluster. */
+export interface NodeStats {
+	nodeID: string;
+	store: string;
+	/** Actors in memory; writes waiting for the next group commit; compare-and-sets lost to another node. */
+	active: number;
+	pendingWrites: number;
+	conflicts: number;
+	heapUsedBytes: number;
+	rssBytes: number;
+	members: readonly string[];
+	membershipChanges: number;
+	/** Actors released because another node owns them now, and those still held that another node owns. */
+	released: number;
+	strayActors: number;
+	/** Share of 10,000 sample ids this node owns in its view. */
+	ownedShare: number;
+	/** The host's other counters (activations, passivations, applied, duplicates, commits, snapshots, …). */
+	[counter: string]: unknown;
+}
+
+export interface PassivateResult {
+	customerId: string;
+	passivated: boolean;
+	nodeID: string;
+}
+
+type ById = { customerId: string };
+
+export const Customers = {
+	service: "customers",
+	handle: action<HandleParams, HandleResult>("customers.handle"),
+	handleMany: action<HandleManyParams, HandleResult[]>("customers.handleMany"),
+	get: action<ById, CustomerView>("customers.get"),
+	journal: action<ById & { limit?: number }, JournalEntryView[]>("customers.journal"),
+	listByRisk: action<{ riskAbove?: number; limit?: number }, RiskRow[]>("customers.listByRisk"),
+	passivate: action<ById, PassivateResult>("customers.passivate"),
+	inspect: action<ById, InspectResult>("customers.inspect"),
+	nodeStats: action<Record<string, never>, NodeStats>("customers.nodeStats")
+} as const;
+
+/** `customer.risk.changed`: every change of a customer's risk score, after it is persisted. */
+export interface RiskChanged {
+	customerId: string;
+	oldScore: number;
+	newScore: number;
+	factors: Record<string, number>;
+	/** Dedup key of the event that caused it, or `reminder:<name>`. */
+	cause: string;
+}
+
+/** `customer.interaction.logged`: an applied (not duplicate) interaction, for services that follow the mood. */
+export type InteractionLogged = InteractionLoggedData & {
+	customerId: string;
+	/** Event time as an ISO string. */
+	time: string;
+	/** Dedup key of the event (source/id). */
+	cause: string;
+};
+
+export const CustomerEvents = {
+	created: event<{ customerId: string }>("customer.created"),
+	riskChanged: event<RiskChanged>("customer.risk.changed"),
+	interactionLogged: event<InteractionLogged>("customer.interaction.logged")
+} as const;
