@@ -1,11 +1,12 @@
 // Messages, effects and context of the customer actor's pure reducer (actors/customer.reducer.ts).
-import type { CloudEvent } from "../models/cloud-event.ts";
+import type { KnownCloudEvent } from "../models/event-data.schemas.ts";
 import type { CustomerState } from "../models/customer-state.ts";
 import type { RiskRulesFn } from "./risk-rules.ts";
 import type { InteractionLogged, RiskChanged } from "../models/contract/customers.contract.ts";
 
 export type CustomerMessage =
-	| { kind: "event"; event: CloudEvent }
+	/** A validated event: its `data` type follows from its `type`. */
+	| { kind: "event"; event: KnownCloudEvent }
 	/** A reminder the actor scheduled itself (e.g. "risk.decay"), delivered at or after its due time. */
 	| { kind: "reminder"; name: string };
 

@@ -1,16 +1,13 @@
 // The customer actor's pure reducer: (state, message, context) -> (state, effects). No I/O, no clock, no
 // randomness; never mutates its input (unchanged parts are shared), so replaying a journal rebuilds the same state.
 import { eventKey } from "../models/cloud-event.ts";
-import type { CloudEvent, EventType } from "../models/cloud-event.ts";
+import type { EventType } from "../models/cloud-event.ts";
 import type { CustomerCounters, CustomerState, MarketSummary, ProfileValue } from "../models/customer-state.ts";
 import type {
-	CustomerUpdatedData,
-	DeviceTelemetryData,
 	InteractionLoggedData,
+	KnownCloudEvent,
 	MarketSignalData,
-	OrderStatusChangedData,
-	TicketOpenedData,
-	TicketResolvedData
+	OrderStatusChangedData
 } from "../models/event-data.schemas.ts";
 import type { CustomerMessage, Effect, ReduceContext, ReduceResult } from "./customer-actor.types.ts";
 import { hash52 } from "./hash.ts";
@@ -49,8 +46,8 @@ export const CHURN_RELEVANT: ReadonlySet<EventType> = new Set<EventType>([
  * telemetry, reminders or risk factors then holds no objects for them (~60 B each).
  */
 const NO_ENTRIES = Object.freeze({}) as Record<string, never>;
-const NO_STRINGS = Object.freeze([]) as unknown as string[];
-const NO_NUMBERS = Object.freeze([]) as unknown as number[];
+const NO_STRINGS = Object.freeze<string[]>([]) as string[];
+const NO_NUMBERS = Object.freeze<number[]>([]) as number[];
 const ZERO_COUNTERS: CustomerCounters = Object.freeze({
 	orders: 0,
 	cancelledOrders: 0,
@@ -114,7 +111,7 @@ export function reduce(state: CustomerState, msg: CustomerMessage, ctx: ReduceCo
 	return msg.kind === "event" ? reduceEvent(state, msg.event, ctx) : reduceReminder(state, msg.name, ctx);
 }
 
-function reduceEvent(state: CustomerState, event: CloudEvent, ctx: ReduceContext): ReduceResult {
+function reduceEvent(state: CustomerState, event: KnownCloudEvent, ctx: ReduceContext): ReduceResult {
 	const key = eventKey(event);
 	const keyHash = hash52(key);
 	if (state.recentEventKeys.includes(keyHash)) return { state, effects: [], applied: false };
@@ -131,24 +128,24 @@ function reduceEvent(state: CustomerState, event: CloudEvent, ctx: ReduceContext
 		recentEventKeys: appendKey(state.recentEventKeys, keyHash, ctx.dedupWindow)
 	};
 
-	// Events arrive validated (models/event-data.schemas.ts), so the payload casts below are safe.
+	// Events arrive validated (models/event-data.schemas.ts): `event.data` has the type its `event.type` says.
 	const data = event.data;
 	const riskRules = ctx.riskRules ?? applyRiskRules;
 	let factors = state.risk.factors;
 	let interaction: InteractionLoggedData | undefined;
 	switch (event.type) {
 		case "crm.customer.updated":
-			applyProfile(next, (data as unknown as CustomerUpdatedData).profile, time);
+			applyProfile(next, event.data.profile, time);
 			break;
 		case "crm.order.status_changed":
-			if (applyOrderStatus(next, data as unknown as OrderStatusChangedData)) factors = riskRules(factors, event.type, data);
+			if (applyOrderStatus(next, event.data)) factors = riskRules(factors, event.type, data);
 			break;
 		case "crm.payment.failed":
 			next.counters = bump(next.counters, "failedPayments");
 			factors = riskRules(factors, event.type, data);
 			break;
 		case "crm.interaction.logged": {
-			interaction = data as unknown as InteractionLoggedData;
+			interaction = event.data;
 			const sentiment = interaction.sentiment;
 			next.counters = bump(next.counters, "interactions");
 			// An interaction without a sentiment keeps the latest known one: it says nothing new about the mood.
@@ -160,21 +157,21 @@ function reduceEvent(state: CustomerState, event: CloudEvent, ctx: ReduceContext
 			break;
 		}
 		case "crm.ticket.opened":
-			if (openTicket(next, (data as unknown as TicketOpenedData).ticketId)) factors = riskRules(factors, event.type, data);
+			if (openTicket(next, event.data.ticketId)) factors = riskRules(factors, event.type, data);
 			factors = setFactor(factors, FACTOR_TICKETS_OPEN, openTicketsPoints(next.openTicketIds.length));
 			break;
 		case "crm.ticket.resolved":
-			if (resolveTicket(next, (data as unknown as TicketResolvedData).ticketId)) factors = riskRules(factors, event.type, data);
+			if (resolveTicket(next, event.data.ticketId)) factors = riskRules(factors, event.type, data);
 			factors = setFactor(factors, FACTOR_TICKETS_OPEN, openTicketsPoints(next.openTicketIds.length));
 			break;
 		case "crm.device.telemetry":
-			applyTelemetry(next, (data as unknown as DeviceTelemetryData).metrics);
+			applyTelemetry(next, event.data.metrics);
 			break;
 		case "crm.page.viewed":
 			next.counters = bump(next.counters, "pageViews");
 			break;
 		case "crm.market.signal":
-			next.market = marketSummary(state.market, data as unknown as MarketSignalData, time);
+			next.market = marketSummary(state.market, event.data, time);
 			break;
 	}
 

@@ -1,12 +1,12 @@
 // Risk rules as a table compiled from rules/risk.nools: which event matches which rule, and the points each rule
 // adds to a named factor. Pure and synchronous, so the actor evaluates it in its own turn (no session, no I/O).
-import type { EventType, Json } from "../models/cloud-event.ts";
+import type { EventData, EventType } from "../models/cloud-event.ts";
 import { setFactor, type Factors } from "./risk.ts";
 
 /** The fact a risk rule sees: the event's type and its (validated) payload. */
 export interface RiskEventFact {
 	type: string;
-	data: Record<string, Json>;
+	data: EventData;
 }
 
 export interface PointsDelta {
@@ -26,7 +26,7 @@ export interface CompiledRiskRule {
 }
 
 /** The hook the reducer calls for each fact-changing event: the factors after the event's rule deltas. */
-export type RiskRulesFn = (factors: Factors, type: EventType, data: Record<string, Json>) => Factors;
+export type RiskRulesFn = (factors: Factors, type: EventType, data: EventData) => Factors;
 
 const ADD_POINTS = /^addPoints\(\s*(?:'([^'\\]{1,64})'|"([^"\\]{1,64})")\s*,\s*(-?\d{1,3}(?:\.\d{1,2})?)\s*\)$/;
 const FACTOR_NAME = /^[A-Za-z][A-Za-z0-9_.:-]*$/;

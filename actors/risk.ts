@@ -1,6 +1,6 @@
 // The risk model as data plus pure functions: which events move which named factor by how many points, how the
 // factors sum to a 0–100 score, how event-driven factors decay with inactivity, and the churn-model factor.
-import type { EventType, Json } from "../models/cloud-event.ts";
+import type { EventData, EventType } from "../models/cloud-event.ts";
 
 export type Factors = Record<string, number>;
 
@@ -78,7 +78,7 @@ function round2(v: number): number {
 	return Math.round(v * 100) / 100;
 }
 
-function matches(cond: RuleCondition | undefined, data: Record<string, Json>): boolean {
+function matches(cond: RuleCondition | undefined, data: EventData): boolean {
 	if (cond === undefined) return true;
 	const v = data[cond.field];
 	if ("eq" in cond) return v === cond.eq;
@@ -108,7 +108,7 @@ export function setFactor(factors: Factors, name: string, value: number): Factor
 export function applyRiskRules(
 	factors: Factors,
 	type: EventType,
-	data: Record<string, Json>,
+	data: EventData,
 	rules: readonly RiskRule[] = RISK_RULES
 ): Factors {
 	let next = factors;

@@ -18,7 +18,7 @@ import { createActorStore } from "../adapters/store-factory.ts";
 import { journalReplay } from "../actors/host/replay.ts";
 import { emptyCustomerState, reduce } from "../actors/customer.reducer.ts";
 import type { ChurnScorer, ReduceContext } from "../actors/customer-actor.types.ts";
-import type { CloudEvent } from "../models/cloud-event.ts";
+import type { KnownCloudEvent as CloudEvent } from "../models/event-data.schemas.ts";
 import type { CustomerState } from "../models/customer-state.ts";
 import { eventKey } from "../models/cloud-event.ts";
 import { loadChurnScorer } from "../ml/churn-scorer.ts";

@@ -18,7 +18,7 @@ import { ActorHost } from "../actors/host/actor-host.ts";
 import { RedisActorStore } from "../adapters/redis.store.ts";
 import { journalReplay } from "../actors/host/replay.ts";
 import type { ReduceContext } from "../actors/customer-actor.types.ts";
-import type { CloudEvent } from "../models/cloud-event.ts";
+import type { KnownCloudEvent as CloudEvent } from "../models/event-data.schemas.ts";
 import { mulberry32 } from "../ml/split.ts";
 import { startRedis } from "../test/harness.ts";
 import { emptyRedis } from "./redis-reset.ts";

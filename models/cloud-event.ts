@@ -14,6 +14,9 @@ export const EVENT_TYPES = [
 
 export type EventType = (typeof EVENT_TYPES)[number];
 
+/** A validated event's payload as generic code (risk rules) reads it: field by field, each of unknown type. */
+export type EventData = Readonly<Record<string, unknown>>;
+
 /** A JSON value as it arrives on the wire. */
 export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
 

@@ -5,7 +5,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import { ActorHostError } from "../actors/host/actor-host.ts";
 import type { CustomerState } from "../models/customer-state.ts";
 import { validateEvent } from "../models/cloud-event.validator.ts";
-import type { CloudEvent } from "../models/cloud-event.ts";
+import type { KnownCloudEvent } from "../models/event-data.schemas.ts";
 import {
 	CUSTOMER_ID, Customers, toCustomerView, type CustomerView, type HandleResult, type InspectResult, type InvalidEventData, type JournalEntryView,
 	type NodeStats, type PassivateResult, type RiskRow
@@ -27,7 +27,7 @@ function invalidEvent(where: string, data: InvalidEventData): Errors.MoleculerEr
 	return contractError("INVALID_EVENT", `${where}${data.reason}`, data);
 }
 
-function checkEvent(customerId: string, raw: unknown, index?: number): CloudEvent {
+function checkEvent(customerId: string, raw: unknown, index?: number): KnownCloudEvent {
 	const v = validateEvent(raw);
 	const where = index === undefined ? "" : `events[${index}]: `;
 	if (!v.ok) throw invalidEvent(where, { index, code: v.code, reason: v.reason });

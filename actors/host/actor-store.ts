@@ -1,7 +1,7 @@
 // The persistence contract of the actor host (ARCHITECTURE §5): load, compare-and-set save with journal, queries.
 // Event-sourced stores (eventSourced = true) keep the journal as the source of truth and the state as a snapshot
 // written only now and then (ActorWrite.snapshot); load rebuilds the current state as snapshot + journal tail.
-import type { CloudEvent } from "../../models/cloud-event.ts";
+import type { KnownCloudEvent } from "../../models/event-data.schemas.ts";
 import type { CustomerState } from "../../models/customer-state.ts";
 
 export interface JournalEntry {
@@ -14,7 +14,8 @@ export interface JournalEntry {
 	appliedAt: number;
 	/** Risk score after the event. */
 	riskScore: number;
-	event: CloudEvent;
+	/** The validated event (stores hand back what they were given). */
+	event: KnownCloudEvent;
 }
 
 export interface ActorWrite {

@@ -3,7 +3,7 @@
 import path from "node:path";
 import type { Config } from "../../config/index.ts";
 import type { RiskRulesEngine } from "../../config/automation.config.ts";
-import type { EventType, Json } from "../../models/cloud-event.ts";
+import type { EventData, EventType } from "../../models/cloud-event.ts";
 import {
 	applyDeltas,
 	parseRiskAction,
@@ -22,8 +22,8 @@ export const RISK_RULES_FILE = "risk.nools";
 /** The fact class rules/risk.nools matches on (`e: RiskEvent …`). */
 export class RiskEvent implements RiskEventFact {
 	type: string;
-	data: Record<string, Json>;
-	constructor(type: string, data: Record<string, Json>) {
+	data: EventData;
+	constructor(type: string, data: EventData) {
 		this.type = type;
 		this.data = data;
 	}
@@ -115,7 +115,7 @@ function compileTable(loaded: LoadedRuleFile): CompiledRiskRule[] {
  */
 function sessionEvaluator(loaded: LoadedRuleFile): Pick<RiskRuleSet, "evaluate" | "dispose"> {
 	let session: NoolsSession = loaded.flow.getSession();
-	const evaluate: RiskRulesFn = (factors: Factors, type: EventType, data: Record<string, Json>) => {
+	const evaluate: RiskRulesFn = (factors: Factors, type: EventType, data: EventData) => {
 		const fact = new RiskEvent(type, data);
 		const deltas: PointsDelta[] = [];
 		collecting = deltas;

@@ -3,6 +3,8 @@ import { mulberry32 } from "../../ml/split.ts";
 import type { CustomerMessage } from "../../actors/customer-actor.types.ts";
 import { REMINDER_RISK_DECAY } from "../../actors/customer.reducer.ts";
 import type { CloudEvent, EventType } from "../../models/cloud-event.ts";
+import type { KnownCloudEvent } from "../../models/event-data.schemas.ts";
+import { known } from "./known-event.ts";
 
 const T0 = Date.UTC(2026, 0, 1);
 const DAY = 24 * 3600_000;
@@ -18,7 +20,7 @@ export function randomHistory(seed: number, id: string, length: number, opts: { 
 	const rnd = mulberry32(seed);
 	const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
 	const out: TimedMessage[] = [];
-	const sent: CloudEvent[] = [];
+	const sent: KnownCloudEvent[] = [];
 	let now = T0;
 	for (let i = 0; i < length; i++) {
 		now += Math.floor(rnd() * 3 * DAY);
@@ -35,10 +37,10 @@ export function randomHistory(seed: number, id: string, length: number, opts: { 
 		const type = pick(TYPES);
 		// Event time near the clock, often late: events arrive out of order.
 		const time = new Date(now - Math.floor(rnd() * 5 * DAY)).toISOString();
-		const event: CloudEvent = {
+		const event = known({
 			specversion: "1.0", id: `${id}-${i}`, source: pick(["/erp", "/web", "/crm"]), type, subject: id,
 			time, data: dataFor(type, i, rnd, pick) as CloudEvent["data"]
-		};
+		});
 		sent.push(event);
 		out.push({ msg: { kind: "event", event }, now });
 	}

@@ -14,6 +14,8 @@ import { RedisActorStore } from "../../../adapters/redis.store.ts";
 import { emptyCustomerState, reduce } from "../../../actors/customer.reducer.ts";
 import type { ReduceContext } from "../../../actors/customer-actor.types.ts";
 import type { CloudEvent } from "../../../models/cloud-event.ts";
+import type { KnownCloudEvent } from "../../../models/event-data.schemas.ts";
+import { known } from "../../support/known-event.ts";
 import type { CustomerState } from "../../../models/customer-state.ts";
 import { startRedis, type ServerHandle } from "../../harness.ts";
 
@@ -32,17 +34,17 @@ function makeHost(store: ActorStore, over: Partial<ConstructorParameters<typeof 
 }
 
 let n = 0;
-function event(customerId: string, type: string, data: Record<string, unknown>, at = T0): CloudEvent {
+function event(customerId: string, type: string, data: Record<string, unknown>, at = T0): KnownCloudEvent {
 	n++;
-	return { specversion: "1.0", id: `e${n}`, source: "/host-test", type: type as CloudEvent["type"], subject: customerId, time: new Date(at + n).toISOString(), data: data as CloudEvent["data"] };
+	return known({ specversion: "1.0", id: `e${n}`, source: "/host-test", type: type as CloudEvent["type"], subject: customerId, time: new Date(at + n).toISOString(), data: data as CloudEvent["data"] });
 }
 
-function cancelled(customerId: string, orderId: string): CloudEvent {
+function cancelled(customerId: string, orderId: string): KnownCloudEvent {
 	return event(customerId, "crm.order.status_changed", { orderId, newStatus: "CANCELLED" });
 }
 
 /** What customers.handle does on a lost CAS: send the message again, possibly to another host. */
-async function sendWithReroute(hosts: ActorHost[], pick: () => number, customerId: string, e: CloudEvent): Promise<{ result: HandleResult; conflicts: number }> {
+async function sendWithReroute(hosts: ActorHost[], pick: () => number, customerId: string, e: KnownCloudEvent): Promise<{ result: HandleResult; conflicts: number }> {
 	let conflicts = 0;
 	for (;;) {
 		try {
@@ -56,7 +58,7 @@ async function sendWithReroute(hosts: ActorHost[], pick: () => number, customerI
 	}
 }
 
-function replay(customerId: string, events: CloudEvent[]): CustomerState {
+function replay(customerId: string, events: KnownCloudEvent[]): CustomerState {
 	let s = emptyCustomerState(customerId);
 	for (const e of events) s = reduce(s, { kind: "event", event: e }, context(0)).state;
 	return s;
@@ -110,10 +112,10 @@ describe("two hosts on one Redis store", () => {
 		let seed = 7;
 		const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 16) & 1;
 		const customers = Array.from({ length: 20 }, (_, i) => `spread-${i}`);
-		const sent = new Map<string, CloudEvent[]>();
+		const sent = new Map<string, KnownCloudEvent[]>();
 		let conflicts = 0;
 		await Promise.all(customers.map(async (id, ci) => {
-			const events: CloudEvent[] = [];
+			const events: KnownCloudEvent[] = [];
 			for (let k = 0; k < 15; k++) {
 				const e = k % 3 === 0 ? cancelled(id, `o-${k}`) : event(id, "crm.payment.failed", { paymentId: `p-${ci}-${k}`, amount: k });
 				events.push(e);

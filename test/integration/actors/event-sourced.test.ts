@@ -10,7 +10,8 @@ import { MemoryActorStore } from "../../../adapters/memory.store.ts";
 import { RedisActorStore } from "../../../adapters/redis.store.ts";
 import { journalReplay } from "../../../actors/host/replay.ts";
 import { reduceContextFor } from "../../../actors/reduce-context.ts";
-import type { CloudEvent } from "../../../models/cloud-event.ts";
+import type { KnownCloudEvent } from "../../../models/event-data.schemas.ts";
+import { known } from "../../support/known-event.ts";
 import type { CustomerState } from "../../../models/customer-state.ts";
 import { randomHistory } from "../../support/random-events.ts";
 import { startRedis, type ServerHandle } from "../../harness.ts";
@@ -26,9 +27,9 @@ function makeHost(store: ActorStore, over: Partial<ConstructorParameters<typeof 
 }
 
 let n = 0;
-function pageView(customerId: string): CloudEvent {
+function pageView(customerId: string): KnownCloudEvent {
 	n++;
-	return { specversion: "1.0", id: `es-${n}`, source: "/es-test", type: "crm.page.viewed", subject: customerId, time: new Date(T0 + n).toISOString(), data: { url: `/p/${n}` } };
+	return known({ specversion: "1.0", id: `es-${n}`, source: "/es-test", type: "crm.page.viewed", subject: customerId, time: new Date(T0 + n).toISOString(), data: { url: `/p/${n}` } });
 }
 
 const json = (s: CustomerState | null) => JSON.parse(JSON.stringify(s)) as CustomerState | null;
@@ -99,7 +100,7 @@ void describe("event-sourced Redis store under the actor host", () => {
 		let clock = T0;
 		const store = await open();
 		const host = makeHost(store, { snapshotEvery: 100, snapshotMinTail: 2, now: () => clock });
-		const cancel: CloudEvent = { ...pageView("es-3"), type: "crm.order.status_changed", data: { orderId: "o-1", newStatus: "CANCELLED" } };
+		const cancel = known({ ...pageView("es-3"), type: "crm.order.status_changed", data: { orderId: "o-1", newStatus: "CANCELLED" } });
 		await host.tell("es-3", { kind: "event", event: cancel });
 		await host.tell("es-3", { kind: "event", event: pageView("es-3") });
 		await host.tell("es-3b", { kind: "event", event: pageView("es-3b") });

@@ -4,6 +4,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { CloudEvent, EventType, Json } from "../../../models/cloud-event.ts";
 import type { CustomerState } from "../../../models/customer-state.ts";
+import type { KnownCloudEvent } from "../../../models/event-data.schemas.ts";
 import type { CustomerMessage, ReduceContext, ReduceResult } from "../../../actors/customer-actor.types.ts";
 import { emptyCustomerState, LIMITS, reduce, REMINDER_RISK_DECAY, sharingEmpties } from "../../../actors/customer.reducer.ts";
 
@@ -26,7 +27,8 @@ function ev(type: EventType, data: Record<string, Json>, opts: { id?: string; at
 		time: new Date(opts.at ?? T0).toISOString(),
 		data
 	};
-	return { kind: "event", event };
+	// The reducer gets validated events; these tests build them directly, payload shapes included.
+	return { kind: "event", event: event as KnownCloudEvent };
 }
 
 const reminder = (name = REMINDER_RISK_DECAY): CustomerMessage => ({ kind: "reminder", name });
