@@ -24,6 +24,8 @@ export interface RunReport {
 	loadMs: number;
 	faults: FaultOutcome[];
 	verdict: Verdict;
+	/** Valid events a node refused (a 4xx other than a retryable one). */
+	rejected: number;
 	/** Faults that did not recover within the deadline. */
 	unrecovered: number;
 	violations: number;
@@ -42,7 +44,7 @@ const seconds = (ms: number | null) => (ms === null ? "–" : `${(ms / 1000).toF
 
 export function buildReport(input: Omit<RunReport, "unrecovered" | "violations">): RunReport {
 	const unrecovered = input.faults.filter(f => f.recoveryMs === null).length;
-	return { ...input, unrecovered, violations: violationCount(input.verdict) + unrecovered };
+	return { ...input, unrecovered, violations: violationCount(input.verdict) + unrecovered + input.rejected };
 }
 
 export function renderReport(r: RunReport): string {
@@ -65,6 +67,7 @@ export function renderReport(r: RunReport): string {
 	lines.push(`| **out of publish order** | ${v.outOfOrder} |`);
 	lines.push(`| **state ≠ replay of its journal** | ${v.replayMismatches} |`);
 	lines.push(`| **in a journal, never published** | ${v.unexpected} |`);
+	lines.push(`| **valid events refused** | ${r.rejected} |`);
 	lines.push(`| **faults not recovered** | ${r.unrecovered} |`);
 	lines.push(`| customers | ${v.customers} |`);
 	if (v.violations.length > 0) {

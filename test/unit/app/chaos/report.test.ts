@@ -11,7 +11,7 @@ describe("chaos report", () => {
 		{ index: 1, kind: "sigkill" as const, node: "node-2", detail: "node-2", startedMs: 30_000, recoveryMs: 2_000 },
 		{ index: 2, kind: "partition" as const, node: "node-3", detail: "node-3 nats hold", startedMs: 50_000, recoveryMs: null }
 	];
-	const report = buildReport({ seed: 42, nodes: 3, minutes: 1, loadMs: 60_000, faults, verdict, notes: [] });
+	const report = buildReport({ seed: 42, nodes: 3, minutes: 1, loadMs: 60_000, faults, verdict, rejected: 0, notes: [] });
 
 	it("counts the lost event and the unrecovered fault as violations and names the seed", () => {
 		assert.equal(report.violations, 2);
