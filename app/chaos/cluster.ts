@@ -11,8 +11,8 @@ const ROOT = path.resolve(import.meta.dirname, "../..");
 const HINT = "the chaos runner starts its own servers: install nats-server, redis-server and mosquitto";
 export const CHAOS_API_KEY = "chaos-key-0123456789abcdef";
 export const CHAOS_WEBHOOK_SECRET = "chaos-webhook-secret-0123456789";
-/** What a chaos node runs: the customers, the API and the three sources the workload drives. */
-const NODE_SERVICES = "customers,api,deadLetters,ingest-nats,ingest-mqtt,ingest-webhook";
+/** What a chaos node runs: the customers, the API, the three sources the workload drives and the device bindings ingest-mqtt asks (none are made: MQTT_UNBOUND_DEVICES=accept). */
+const NODE_SERVICES = "customers,api,deadLetters,devices,ingest-nats,ingest-mqtt,ingest-webhook";
 
 /** A server process that can be stopped and started again on the same port with the same data. */
 export class ChaosServer {

@@ -29,7 +29,7 @@ export interface ChaosOptions {
 	log(line: string): void;
 }
 
-const RECOVERY_DEADLINE_MS = 120_000;
+const RECOVERY_DEADLINE_MS = 90_000;
 const DRAIN_MS = 90_000;
 const APPLY_DEADLINE_MS = 120_000;
 const JOURNAL_READ = 1000;
