@@ -4,10 +4,12 @@
 import { parseArgs } from "node:util";
 import { runChaos } from "../app/chaos/run.ts";
 import { renderReport } from "../app/chaos/report.ts";
+import { FAULT_KINDS, type FaultKind } from "../app/chaos/schedule.ts";
 
 function usage(message: string): never {
 	console.error(message);
-	console.error("usage: npm run chaos -- [--nodes 3] [--minutes 10] [--seed S] [--rate 40] [--customers 25] [--json] [--keep]");
+	console.error("usage: npm run chaos -- [--nodes 3] [--minutes 10] [--seed S] [--rate 40] [--customers 25] [--faults kind,…] [--json] [--keep]");
+	console.error(`fault kinds: ${FAULT_KINDS.join(", ")}`);
 	process.exit(2);
 }
 
@@ -23,7 +25,7 @@ try {
 	args = parseArgs({
 		options: {
 			nodes: { type: "string" }, minutes: { type: "string" }, seed: { type: "string" }, rate: { type: "string" },
-			customers: { type: "string" }, json: { type: "boolean", default: false }, keep: { type: "boolean", default: false }
+			customers: { type: "string" }, faults: { type: "string" }, json: { type: "boolean", default: false }, keep: { type: "boolean", default: false }
 		}
 	});
 } catch (err) {
@@ -31,12 +33,15 @@ try {
 }
 const v = args.values;
 const seed = Math.trunc(intArg("seed", v.seed, 0, 2 ** 31 - 1, Math.floor(Math.random() * 2 ** 31)));
+const faultKinds = (v.faults ?? "").split(",").map(k => k.trim()).filter(Boolean);
+for (const k of faultKinds) if (!(FAULT_KINDS as readonly string[]).includes(k)) usage(`--faults: unknown kind "${k}"`);
 const options = {
 	nodes: Math.trunc(intArg("nodes", v.nodes, 2, 8, 3)),
 	minutes: intArg("minutes", v.minutes, 0.5, 24 * 60, 10),
 	seed,
 	ratePerSecond: intArg("rate", v.rate, 1, 5000, 40),
 	customersPerSource: Math.trunc(intArg("customers", v.customers, 1, 5000, 25)),
+	faultKinds: faultKinds as FaultKind[],
 	keep: v.keep,
 	log: (line: string) => console.error(line)
 };

@@ -12,7 +12,7 @@ import { RedisActorStore } from "../../adapters/redis.store.ts";
 import { waitFor } from "../../lib/processes.ts";
 import { check, SOURCES, type CustomerReading } from "./checker.ts";
 import { CHAOS_API_KEY, createNode, logStreams, startServers, type ChaosNode, type Servers } from "./cluster.ts";
-import { NODE_FAULTS, planFaults, type PlannedFault } from "./schedule.ts";
+import { NODE_FAULTS, planFaults, type FaultKind, type PlannedFault } from "./schedule.ts";
 import { buildReport, type FaultOutcome, type RunReport } from "./report.ts";
 import { Workload } from "./workload.ts";
 
@@ -23,6 +23,8 @@ export interface ChaosOptions {
 	/** Events per second over all sources. */
 	ratePerSecond?: number;
 	customersPerSource?: number;
+	/** Only these fault kinds (default: all). */
+	faultKinds?: readonly FaultKind[];
 	/** Keep the run directory (logs, data) even when the run passed. */
 	keep?: boolean;
 	/** Progress lines. */
@@ -66,7 +68,7 @@ export async function runChaos(opts: ChaosOptions): Promise<RunReport> {
 		await wl.start();
 		const loadStart = Date.now();
 		const loadMs = opts.minutes * 60_000;
-		const plan = planFaults({ seed: opts.seed, durationMs: loadMs });
+		const plan = planFaults({ seed: opts.seed, durationMs: loadMs, kinds: opts.faultKinds });
 		log(`load started (${opts.ratePerSecond ?? 40} events/s over ${SOURCES.join(", ")}); ${plan.length} faults planned: ${plan.map(f => f.kind).join(", ")}`);
 
 		/** Ready everywhere, acks flowing again on every source, and (after a node fault) for that node's customers. */

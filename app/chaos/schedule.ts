@@ -33,6 +33,8 @@ export interface ScheduleOptions {
 	cooldownMs?: number;
 	/** Planned time per fault, recovery included. */
 	slotMs?: number;
+	/** Only these kinds (default: all). */
+	kinds?: readonly FaultKind[];
 }
 
 /**
@@ -47,7 +49,8 @@ export function planFaults(opts: ScheduleOptions): PlannedFault[] {
 	const slotMs = opts.slotMs ?? (opts.durationMs < 180_000 ? 18_000 : 24_000);
 	const slots = Math.max(0, Math.floor((opts.durationMs - warmupMs - cooldownMs) / slotMs));
 	const kinds: FaultKind[] = [];
-	while (kinds.length < slots) kinds.push(...rnd.shuffle(FAULT_KINDS));
+	const pool = opts.kinds && opts.kinds.length > 0 ? opts.kinds : FAULT_KINDS;
+	while (kinds.length < slots) kinds.push(...rnd.shuffle(pool));
 	return kinds.slice(0, slots).map((kind, index): PlannedFault => {
 		const base = { index, kind, atMs: warmupMs + index * slotMs + rnd.int(0, 2_000), target: rnd.int(0, 1_000) };
 		switch (kind) {
