@@ -12,7 +12,7 @@ import { planFaults } from "../../app/chaos/schedule.ts";
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const SEED = 7;
 
-describe("npm run chaos (one minute)", () => {
+describe("npm run chaos (one minute)", { timeout: 300_000 }, () => {
 	it("runs green: faults injected and recovered, every acknowledged event applied once, in order, states replay", { timeout: 300_000 }, async () => {
 		let stdout = "";
 		let stderr = "";
