@@ -7,6 +7,7 @@ import type { DeadLetterCode, JetStreamConsumerStats } from "../models/contract/
 import { KeyedQueue } from "../lib/keyed.queue.ts";
 import { backoff } from "../lib/retry.ts";
 import { KvLease } from "./jetstream.lease.ts";
+import { AckFloorCheckpoint, effectiveFloor } from "./jetstream.ack-floor.ts";
 
 /** A delivered message, parsed once, in stream order. */
 export interface Prepared {
@@ -47,6 +48,11 @@ export interface OrderedConsumerOptions {
 	holder: string;
 	leaseBucket: string;
 	leaseTtlMs: number;
+	/**
+	 * KV bucket that keeps the highest acknowledgement floor the consumer reported (adapters/jetstream.ack-floor.ts):
+	 * deliveries at or below it are acknowledged again, never applied again, even when the server lost the state.
+	 */
+	floorBucket: string;
 	ackWaitMs: number;
 	pullBatch: number;
 	maxDeliver: number;
@@ -108,6 +114,13 @@ export class OrderedJetStreamConsumer {
 	private barrierUntil = 0;
 	private barrierTimer: NodeJS.Timeout | null = null;
 	private lastDeliverySeq: number | null = null;
+	private readonly floor: AckFloorCheckpoint;
+	/** Every stream sequence at or below it was acknowledged once (by any leader): a delivery of one is not applied. */
+	private ackedFloor = 0;
+	/** ConsumerInfo.created of the consumer this leadership reads (a floor of another consumer does not hold). */
+	private consumerCreated = "";
+	private pollingFloor = false;
+	private floorRegressionLogged = false;
 	/**
 	 * Admitted messages of each key not yet taken, in stream order; one turn of `keys` runs per admitted message and
 	 * takes the next one (or a run of batchable ones). Kept across epochs so a new epoch's messages wait behind an old
@@ -127,7 +140,7 @@ export class OrderedJetStreamConsumer {
 	private readonly sleepers = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
 	readonly stats: OrderedConsumerStats = {
 		leading: false, epoch: 0, delivered: 0, applied: 0, deadLettered: 0, retries: 0, batches: 0, batchedMessages: 0, redeliveries: 0, barriers: 0,
-		leaderships: 0, fences: 0, held: 0, inFlight: 0, unconfirmedAcks: 0
+		leaderships: 0, fences: 0, held: 0, inFlight: 0, unconfirmedAcks: 0, alreadyAcked: 0
 	};
 
 	constructor(opts: OrderedConsumerOptions) {
@@ -136,6 +149,7 @@ export class OrderedJetStreamConsumer {
 			nc: opts.nc, bucket: opts.leaseBucket, key: `${opts.stream}.${opts.durable}`, holder: opts.holder,
 			ttlMs: opts.leaseTtlMs, fenceAfterMs: Math.floor(opts.leaseTtlMs / 2)
 		});
+		this.floor = new AckFloorCheckpoint(opts.nc, opts.floorBucket, `${opts.stream}.${opts.durable}`);
 	}
 
 	/** Pull requests expire well within the lease margin, so none of a fenced leader's outlives its lease. */
@@ -147,6 +161,7 @@ export class OrderedJetStreamConsumer {
 		this.stopping = false;
 		this.jsm = await this.opts.nc.jetstreamManager();
 		await this.lease.open();
+		await this.floor.open();
 		void this.watchConnection();
 		const renewEveryMs = Math.max(200, Math.floor(this.opts.leaseTtlMs / 6));
 		this.tickTimer = setInterval(() => void this.tick(), renewEveryMs);
@@ -189,6 +204,7 @@ export class OrderedJetStreamConsumer {
 		this.ticking = true;
 		try {
 			if (this.leading) {
+				void this.pollFloor();
 				try {
 					if (!(await this.lease.renew())) this.fence("another node took the lease");
 				} catch (err) {
@@ -209,8 +225,13 @@ export class OrderedJetStreamConsumer {
 		const epoch = this.beginEpoch();
 		try {
 			const info = await this.jsm.consumers.info(this.opts.stream, this.opts.durable);
+			const kept = await this.floor.read();
 			if (epoch !== this.epoch) return;
 			this.lastDeliverySeq = info.delivered.consumer_seq;
+			this.consumerCreated = info.created;
+			this.floorRegressionLogged = false;
+			this.ackedFloor = effectiveFloor(info.ack_floor.stream_seq, kept, info.created);
+			if (this.ackedFloor > info.ack_floor.stream_seq) this.logFloorRegression(info.ack_floor.stream_seq);
 			if (info.num_ack_pending > 0) {
 				this.startBarrier(`${info.num_ack_pending} messages are still pending from an earlier leader`);
 			}
@@ -291,6 +312,37 @@ export class OrderedJetStreamConsumer {
 		this.items.clear();
 	}
 
+	/**
+	 * Reads the consumer's acknowledgement floor and keeps it when it rose (one request per lease tick, beside the
+	 * renewal). A floor that fell (the server restarted with older state) is not taken: the kept one still holds.
+	 */
+	private async pollFloor(): Promise<void> {
+		if (this.pollingFloor || !this.connected) return;
+		this.pollingFloor = true;
+		const epoch = this.epoch;
+		try {
+			const info = await this.jsm.consumers.info(this.opts.stream, this.opts.durable);
+			if (epoch !== this.epoch || info.created !== this.consumerCreated) return;
+			const serverFloor = info.ack_floor.stream_seq;
+			if (serverFloor > this.ackedFloor) this.ackedFloor = serverFloor;
+			else if (serverFloor < this.ackedFloor) this.logFloorRegression(serverFloor);
+			await this.floor.raise({ consumerCreated: this.consumerCreated, streamSeq: this.ackedFloor });
+		} catch (err) {
+			this.opts.logger.debug(`ingest: reading the acknowledgement floor failed: ${(err as Error).message}`);
+		} finally {
+			this.pollingFloor = false;
+		}
+	}
+
+	private logFloorRegression(serverFloor: number): void {
+		if (this.floorRegressionLogged) return;
+		this.floorRegressionLogged = true;
+		this.opts.logger.warn(
+			`ingest: ${this.opts.stream}/${this.opts.durable} reports acknowledgements only up to stream sequence ${serverFloor}, ` +
+			`but up to ${this.ackedFloor} were acknowledged: deliveries up to ${this.ackedFloor} are acknowledged again, not applied`
+		);
+	}
+
 	private onDelivery(m: JsMsg, epoch: number): void {
 		this.stats.delivered++;
 		const dseq = m.info.deliverySequence;
@@ -301,6 +353,12 @@ export class OrderedJetStreamConsumer {
 		this.lastDeliverySeq = dseq;
 		if (m.info.deliveryCount > 1) this.stats.redeliveries++;
 		const sseq = m.seq;
+		if (sseq <= this.ackedFloor) {
+			// Acknowledged once already (the server forgot it): acknowledged again, not applied again.
+			this.stats.alreadyAcked++;
+			this.sendAck(m);
+			return;
+		}
 		const live = this.items.get(sseq);
 		if (live) {
 			live.msg = m;

@@ -24,6 +24,8 @@ import { classifyFailure, type EventSink } from "./event.sink.ts";
 export const EVENTS_STREAM = "CRM_EVENTS";
 export const MARKET_SUBJECT_PREFIX = "crm.events.market.";
 export const LEASE_BUCKET = "crm_ingest_leases";
+/** Where the consumer keeps its highest acknowledgement floor (adapters/jetstream.ack-floor.ts). */
+export const ACK_FLOOR_BUCKET = "crm_ingest_floors";
 const KNOWN_TYPES: ReadonlySet<string> = new Set(EVENT_TYPES);
 /** The validator's customer-id rule (models/cloud-event.validator.ts): enough to route by. */
 const CUSTOMER_ID = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;

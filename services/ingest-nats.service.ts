@@ -9,7 +9,7 @@ import type { Config } from "../config/index.ts";
 import { Customers, EVENTS_SUBJECT_PREFIX, IngestNats, type IngestNatsStats } from "../models/contract/index.ts";
 import { MarketDeduplicator } from "../edge/market-dedup.ts";
 import {
-	ensureConsumer, ensureEventsStream, EVENTS_STREAM, jetStreamIntake, LEASE_BUCKET, type IntakeCounts
+	ensureConsumer, ensureEventsStream, EVENTS_STREAM, jetStreamIntake, LEASE_BUCKET, ACK_FLOOR_BUCKET, type IntakeCounts
 } from "../edge/jetstream.intake.ts";
 import { connectNats } from "../adapters/nats.connection.ts";
 import { M } from "../metrics/catalogue.ts";
@@ -88,6 +88,7 @@ export function createIngestNatsService(config: Config): ServiceSchema {
 				durable: cfg.durable,
 				holder: `${this.broker.nodeID}/${randomUUID()}`,
 				leaseBucket: LEASE_BUCKET,
+				floorBucket: ACK_FLOOR_BUCKET,
 				leaseTtlMs: cfg.leaseTtlMs,
 				ackWaitMs: cfg.ackWaitMs,
 				pullBatch: cfg.pullBatch,

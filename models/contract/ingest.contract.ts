@@ -234,6 +234,8 @@ export interface JetStreamConsumerStats {
 	held: number;
 	inFlight: number;
 	unconfirmedAcks: number;
+	/** Deliveries at or below the kept acknowledgement floor: acknowledged again, not applied (adapters/jetstream.ack-floor.ts). */
+	alreadyAcked: number;
 }
 
 export interface IngestNatsStats extends JetStreamConsumerStats {
