@@ -55,7 +55,7 @@ export function planFaults(opts: ScheduleOptions): PlannedFault[] {
 		const base = { index, kind, atMs: warmupMs + index * slotMs + rnd.int(0, 2_000), target: rnd.int(0, 1_000) };
 		switch (kind) {
 			case "sigkill": return { ...base, holdMs: rnd.int(500, 3_000) };
-			case "sigstop": return { ...base, holdMs: rnd.int(3_000, 7_000) };
+			case "sigstop": return { ...base, holdMs: rnd.int(5_000, 9_000) };
 			case "delay": return { ...base, holdMs: rnd.int(6_000, 12_000), delayMs: rnd.int(50, 400) };
 			case "partition": return { ...base, holdMs: rnd.int(4_000, 8_000), cut: { servers: rnd.pick(["nats", "redis", "both"] as const), mode: rnd.pick(["hold", "drop"] as const) } };
 			default: return { ...base, holdMs: 0 };
