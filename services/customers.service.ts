@@ -99,7 +99,10 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 					if (!state) throw contractError("CUSTOMER_NOT_FOUND", `customer ${ctx.params.customerId} not found`, { customerId: ctx.params.customerId });
 					await this.host.drain();
 					const entries = await this.store.journal(ctx.params.customerId, limit);
-					return entries.map(e => ({ version: e.version, appliedAt: new Date(e.appliedAt).toISOString(), riskScore: e.riskScore, event: e.event }));
+					// The events the customer received; reminder entries (decay steps) show in its change stream and risk history.
+					const views: JournalEntryView[] = [];
+					for (const e of entries) if (e.event !== undefined) views.push({ version: e.version, appliedAt: new Date(e.appliedAt).toISOString(), riskScore: e.riskScore, event: e.event });
+					return views;
 				}
 			},
 			listByRisk: {
