@@ -56,15 +56,23 @@ export class SseStream {
 		else this.closeListeners.push(listener);
 	}
 
-	/** Sends one event; false when the stream is closed (or was just cut for not keeping up). */
+	/**
+	 * Sends one event; false when the stream is closed. Sending never cuts: a writer that sends a burst (a page of
+	 * changes) checks the bound once after it (checkBound), so a client is judged on what it leaves unread, not on the
+	 * size of one burst.
+	 */
 	send(event: string, id: string | null, data: unknown): boolean {
 		if (this.closed) return false;
-		if (this.res.writableLength > this.opts.maxBufferedBytes) {
-			this.cut("slow consumer", `more than ${this.opts.maxBufferedBytes} bytes unread: reconnect with Last-Event-ID to resume`);
-			return false;
-		}
 		const head = id === null ? `event: ${event}\n` : `id: ${id}\nevent: ${event}\n`;
 		this.res.write(`${head}data: ${JSON.stringify(data)}\n\n`);
+		return true;
+	}
+
+	/** Cuts the client when it has left more than the bound unread; true when it was cut (or is closed). */
+	checkBound(): boolean {
+		if (this.closed) return true;
+		if (this.res.writableLength <= this.opts.maxBufferedBytes) return false;
+		this.cut("slow consumer", `more than ${this.opts.maxBufferedBytes} bytes unread: reconnect with Last-Event-ID to resume`);
 		return true;
 	}
 

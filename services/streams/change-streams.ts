@@ -287,7 +287,13 @@ export class ChangeHub {
 						this.fanOut(item);
 					}
 					if (page.items.length < this.pageSize) break;
+					// A full page: more to read. Let the sockets take what they can first (an I/O turn), then cut the clients
+					// that still hold more than their bound unread: a client is judged on what it leaves, not on one page.
+					await new Promise(resolve => setImmediate(resolve));
+					this.checkBounds();
 				}
+				await new Promise(resolve => setImmediate(resolve));
+				this.checkBounds();
 			} while (this.pumpAgain && this.clients > 0);
 		} catch (err) {
 			// The next signal or poll tries again from the same cursor: nothing is skipped.
@@ -295,6 +301,11 @@ export class ChangeHub {
 		} finally {
 			this.pumping = false;
 		}
+	}
+
+	private checkBounds(): void {
+		for (const sub of this.feedSubs) sub.stream.checkBound();
+		for (const subs of this.byCustomer.values()) for (const sub of subs) sub.stream.checkBound();
 	}
 
 	private fanOut(item: FeedItem): void {

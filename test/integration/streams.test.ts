@@ -156,7 +156,7 @@ describe("a change stream client that does not read (memory store)", () => {
 		for (let i = 0; i < total / 1000; i++) {
 			await post(node, Array.from({ length: 1000 }, (_, j) => cloudEvent("crm.customer.updated", `slow-${j}`, { profile: { step: i } })));
 		}
-		await waitFor(() => received >= total, { timeoutMs: 30_000, message: `the reading client got all ${total} changes` });
+		await waitFor(() => received >= total, { timeoutMs: 30_000, get message() { return `the reading client got all ${total} changes (got ${received})`; } });
 		const { clients } = await node.broker.call("api.streamStats") as { clients: number };
 		assert.equal(clients, 1, "the slow client was cut; the one reading was not");
 		watcher.close();
