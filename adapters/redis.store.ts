@@ -158,17 +158,17 @@ interface CasSaveCommand {
 	crmActorJournalSince(numberOfKeys: number, ...keysAndArgs: (string | number)[]): unknown;
 }
 
-/** A journal entry's JSON with "version" first, where the scripts read it; entryHead is its fixed prefix. */
-function entryJson(e: JournalEntry): string {
-	return e.reminder === undefined
-		? JSON.stringify({ version: e.version, customerId: e.customerId, key: e.key, appliedAt: e.appliedAt, riskScore: e.riskScore, event: e.event, change: e.change })
-		: JSON.stringify({ version: e.version, customerId: e.customerId, key: e.key, appliedAt: e.appliedAt, riskScore: e.riskScore, reminder: e.reminder, change: e.change });
-}
-
-/** The change feed's copy of an entry ("" without a change record): small, the event itself stays in the journal. */
-function feedJson(e: JournalEntry): string {
-	if (e.change === undefined) return "";
-	return JSON.stringify({ customerId: e.customerId, version: e.version, riskScore: e.riskScore, appliedAt: e.appliedAt, change: e.change });
+/**
+ * A journal entry's JSON with "version" first, where the scripts read it (entryHead is its fixed prefix), and the
+ * change feed's copy of it ("" without a change record: the event itself stays in the journal). The change record is
+ * serialised once for both.
+ */
+function entryAndFeedJson(e: JournalEntry): [string, string] {
+	const change = e.change === undefined ? undefined : JSON.stringify(e.change);
+	const what = e.reminder === undefined ? `"event":${JSON.stringify(e.event)}` : `"reminder":${JSON.stringify(e.reminder)}`;
+	const entry = `${entryHead(e)}"riskScore":${e.riskScore},${what}${change === undefined ? "" : `,"change":${change}`}}`;
+	const feed = change === undefined ? "" : `{"customerId":${JSON.stringify(e.customerId)},"version":${e.version},"riskScore":${e.riskScore},"appliedAt":${e.appliedAt},"change":${change}}`;
+	return [entry, feed];
 }
 
 /** The start of entryJson(e) that names the entry exactly (version, customer, event key, when it was applied). */
@@ -303,7 +303,9 @@ export class RedisActorStore implements ActorStore {
 			}
 			if (w.snapshot === false && !this.eventSourced) throw new Error(`Redis actor store: a journal-only write of customer ${w.id}, but this store has no replay`);
 			const json = w.snapshot === false ? "" : stateJson(w.state);
-			const journal = w.journal.map(entryJson);
+			const journal: string[] = new Array(w.journal.length);
+			const feed: string[] = new Array(w.journal.length);
+			for (let i = 0; i < w.journal.length; i++) [journal[i], feed[i]] = entryAndFeedJson(w.journal[i]);
 			const dueAt = nextReminderAt(w.state);
 			// Index updates the base state says are no-ops are left out (the risk score moves on a minority of events).
 			const base = w.expectedVersion > 0 ? w.base : undefined;
@@ -311,8 +313,7 @@ export class RedisActorStore implements ActorStore {
 			const due = base && nextReminderAt(base) === dueAt ? "=" : dueAt === null ? "" : String(dueAt);
 			keys.push(this.customerKey(w.id), this.journalKey(w.id));
 			args.push(w.id, w.expectedVersion, json, score, due, w.after ? entryHead(w.after) : "", journal.length, ...journal);
-			for (const e of w.journal) {
-				const item = feedJson(e);
+			for (const item of feed) {
 				args.push(item);
 				bytes += item.length;
 			}
