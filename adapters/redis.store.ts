@@ -35,7 +35,7 @@ export interface RedisActorStoreOptions {
 /** Connection errors repeat every reconnect attempt while Redis is down: report one per this interval. */
 const ERROR_REPORT_INTERVAL_MS = 10_000;
 
-const DEFAULTS = { keyPrefix: "crm:", journalMax: 1000, feedMax: 1_000_000 };
+const DEFAULTS = { keyPrefix: "crm:", journalMax: 1000, feedMax: 100_000 };
 
 /**
  * Compare-and-set saves of several customers, each atomic on its own (as is the whole call).

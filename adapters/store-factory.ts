@@ -1,7 +1,8 @@
 // Picks the ActorStore adapter for a node from already-validated config; each adapter gets only the options it uses.
 import type { ActorStore } from "../actors/host/actor-store.ts";
 import type { Replay } from "../actors/host/replay.ts";
-import { MemoryActorStore } from "./memory.store.ts";
+// The memory store's feed holds the journal entries themselves (events included): kept to its default at most.
+import { DEFAULT_FEED_MAX, MemoryActorStore } from "./memory.store.ts";
 import { MongoActorStore } from "./mongo.store.ts";
 import { NedbActorStore } from "./nedb.store.ts";
 import { RedisActorStore } from "./redis.store.ts";
@@ -23,7 +24,7 @@ export interface ActorStoreFactoryOptions {
 export function createActorStore(opts: ActorStoreFactoryOptions): ActorStore {
 	switch (opts.kind) {
 		case "memory":
-			return new MemoryActorStore({ journalMax: opts.journalMax, feedMax: opts.feedMax });
+			return new MemoryActorStore({ journalMax: opts.journalMax, feedMax: Math.min(opts.feedMax ?? DEFAULT_FEED_MAX, DEFAULT_FEED_MAX) });
 		case "nedb":
 			if (!opts.dataDir) throw new Error("createActorStore: kind \"nedb\" needs dataDir");
 			return new NedbActorStore({ dir: opts.dataDir, feedMax: opts.feedMax });

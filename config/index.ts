@@ -140,7 +140,7 @@ export function loadConfig(env: Env = process.env): Config {
 			maxBufferedBytes: int(env, "STREAM_MAX_BUFFERED_BYTES", 1 << 20, 1024, 1 << 30),
 			heartbeatMs: int(env, "STREAM_HEARTBEAT_MS", 15_000, 100, 3600_000),
 			retryMs: int(env, "STREAM_RETRY_MS", 2000, 0, 3600_000),
-			feedMax: int(env, "STREAM_FEED_MAX", 1_000_000, 1000, 1_000_000_000)
+			feedMax: int(env, "STREAM_FEED_MAX", 100_000, 1000, 1_000_000_000)
 		},
 		cluster: loadClusterConfig(env),
 		ingest: loadIngestConfig(env),

@@ -9,6 +9,7 @@ import path from "node:path";
 import { API_KEY, cloudEvent, startTestNode, type TestNode } from "../support/node.ts";
 import { changes, connectSse, type SseClient } from "../support/sse.ts";
 import { waitFor } from "../../lib/processes.ts";
+import { startRedis, type ServerHandle } from "../harness.ts";
 
 const cancel = (customerId: string, orderId: string) => cloudEvent("crm.order.status_changed", customerId, { orderId, newStatus: "CANCELLED" });
 const view = (customerId: string) => cloudEvent("crm.page.viewed", customerId, { url: "/pricing" });
@@ -168,5 +169,65 @@ describe("a change stream client that does not read (memory store)", () => {
 			socket.on("close", () => resolve(all));
 		});
 		assert.match(text, /event: error\ndata: \{"reason":"slow consumer"/);
+	});
+});
+
+describe("score lineage on every risk change, through snapshots, passivation and a restart (Redis, churn model on)", () => {
+	let redis: ServerHandle;
+	let node: TestNode;
+	const env = () => ({ ACTOR_STORE: "redis", REDIS_URL: redis.url, CHURN_MODEL: "ml/models/churn-telco.json", ACTOR_SNAPSHOT_EVERY: "2", ACTOR_SNAPSHOT_MIN_TAIL: "1" });
+	before(async () => {
+		redis = await startRedis();
+		node = await startTestNode(env());
+	});
+	after(async () => {
+		await node?.stop();
+		await redis?.stop();
+	});
+
+	it("explains every score change by its factor deltas, and keeps the explanation", async () => {
+		const id = "lin-1";
+		// Current times: an old event would make the inactivity decay due at once.
+		const at = (type: string, data: Record<string, unknown>) => cloudEvent(type, id, data, { time: new Date().toISOString() });
+		const profile = {
+			gender: "Female", seniorCitizen: "0", partner: "No", dependents: "No", tenureMonths: 2, phoneService: "Yes", multipleLines: "No",
+			internetService: "Fiber optic", onlineSecurity: "No", onlineBackup: "No", deviceProtection: "No", techSupport: "No", streamingTv: "No",
+			streamingMovies: "No", contract: "Month-to-month", paperlessBilling: "Yes", paymentMethod: "Electronic check", monthlyCharges: 70.7, totalCharges: 151.65
+		};
+		const events = [
+			at("crm.customer.updated", { profile }),
+			at("crm.order.status_changed", { orderId: "1", newStatus: "CANCELLED" }),
+			at("crm.payment.failed", { paymentId: "p1", amount: 10, currency: "EUR" }),
+			...["t1", "t2", "t3"].map(t => at("crm.ticket.opened", { ticketId: t, priority: "HIGH", category: "billing" })),
+			at("crm.interaction.logged", { interactionId: "i1", channel: "phone", sentiment: -0.8 }),
+			at("crm.ticket.resolved", { ticketId: "t1" })
+		];
+		for (const e of events) await post(node, [e]);
+		const check = async (when: string) => {
+			const history = (await node.api(`/api/v1/customers/${id}/risk/history?limit=100`)).body as Array<{ version: number; oldScore: number; newScore: number; lineage: Array<{ factor: string; delta: number; cause: { kind: string; artifact?: string; sha256?: string; rule?: string } }> }>;
+			const all = await node.broker.call<Array<{ version: number; riskScore: number; change: { risk?: unknown } }>, unknown>("customers.changesSince", { customerId: id, afterVersion: 0 });
+			assert.equal(all.length, events.length, `${when}: one change per version`);
+			// Every version whose factors moved is in the history, newest first, with a lineage naming a cause per factor.
+			assert.deepEqual(history.map(h => h.version), all.filter(c => c.change.risk !== undefined).map(c => c.version).reverse(), when);
+			let score = 0;
+			for (const h of [...history].reverse()) {
+				assert.equal(h.oldScore, score, `${when}: v${h.version} starts where the previous change ended`);
+				assert.ok(h.lineage.length > 0, `${when}: v${h.version} has a lineage`);
+				score = h.newScore;
+			}
+			assert.equal(score, (await node.api(`/api/v1/customers/${id}`)).body.risk.score, `${when}: the history ends at the current score`);
+			const causes = new Set(history.flatMap(h => h.lineage.map(l => l.cause.kind)));
+			assert.deepEqual([...causes].sort(), ["model", "rule", "tickets.open"], when);
+			const model = history.flatMap(h => h.lineage).find(l => l.cause.kind === "model");
+			assert.equal(model?.cause.artifact, "churn-telco.json");
+			assert.match(model?.cause.sha256 ?? "", /^[0-9a-f]{64}$/);
+			return history;
+		};
+		const first = await check("live");
+		await node.broker.call("customers.passivate", { customerId: id });
+		assert.deepEqual(await check("after passivation"), first);
+		await node.stop();
+		node = await startTestNode(env());
+		assert.deepEqual(await check("after a restart"), first);
 	});
 });
