@@ -182,7 +182,9 @@ export function ShardedActorMixin(deps: ShardedActorDeps): Partial<ShardedActorS
 					if (persistedSignal !== null) return;
 					persistedSignal = setImmediate(() => {
 						persistedSignal = null;
-						void broadcast(this.broker, CustomerEvents.changesPersisted, { nodeID: this.broker.nodeID });
+						// A lost signal only delays streams until their next poll: never worth more than a log line.
+						broadcast(this.broker, CustomerEvents.changesPersisted, { nodeID: this.broker.nodeID })
+							.catch((err: unknown) => this.logger.debug("customer.changes.persisted not sent", err));
 					});
 				},
 				onError: (message, err) => this.logger.error(message, err)
@@ -202,6 +204,8 @@ export function ShardedActorMixin(deps: ShardedActorDeps): Partial<ShardedActorS
 		},
 		async stopped(this: ShardedActorService) {
 			await this.host.stop();
+			if (persistedSignal !== null) clearImmediate(persistedSignal);
+			persistedSignal = null;
 			await this.store.close();
 		}
 	};
