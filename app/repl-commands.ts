@@ -3,7 +3,8 @@
 import type { ServiceBroker } from "moleculer";
 import { shardMembers } from "../mixins/sharded-actor.mixin.ts";
 import { ownerOf } from "../actors/sharding.ts";
-import { call, Customers, type CustomerView, type InspectResult, type NodeStats } from "../models/contract/index.ts";
+import { call, Customers, type CustomerView, type InspectResult, type NodeStats, type RiskHistoryItem } from "../models/contract/index.ts";
+import type { FactorDelta } from "../models/change-record.ts";
 import { AUTOMATION_COMMANDS } from "./automation.repl.ts";
 import { errorText, formatTable, toReplCommand, type ReplCustomCommand, type TextCommand } from "./repl.ts";
 
@@ -30,7 +31,7 @@ function describeState(s: CustomerView): string[] {
 
 const customer: TextCommand = {
 	command: "customer <id>",
-	description: "Live state of a customer from the node that owns it, and which node that is",
+	description: "Live state of a customer from the node that owns it, which node that is, and its last five risk changes with their lineage",
 	options: [{ option: "--json", description: "print the whole answer as JSON" }],
 	async run(broker, args) {
 		const id = String(args.id);
@@ -47,9 +48,33 @@ const customer: TextCommand = {
 		const memVersion = r.memory ? `active in memory at version ${r.memory.version}` : r.active ? "activating" : "not active (passivated: loads from the store on its next message)";
 		lines.push(`  actor      ${memVersion}; persisted version ${r.persisted?.version ?? "none"}`);
 		lines.push(...describeState((r.memory ?? r.persisted) as CustomerView));
+		const history = await call(broker, Customers.riskHistory, { customerId: id, limit: LINEAGE_LINES }).catch(() => null);
+		if (history !== null) lines.push(...describeLineage(history));
 		return lines.join("\n");
 	}
 };
+
+/** Risk changes the `customer` command prints. */
+const LINEAGE_LINES = 5;
+
+function causeText(c: FactorDelta["cause"]): string {
+	switch (c.kind) {
+		case "rule": return `rule ${c.rule} (${c.file})`;
+		case "model": return `model ${c.artifact} trained ${c.trainedAt} sha256 ${c.sha256.slice(0, 12)}`;
+		case "tickets.open": return `${c.openTickets} open tickets`;
+		case "decay": return `decay (${c.reminder})`;
+	}
+}
+
+/** The last risk changes, newest first: score old→new, what caused it, and each factor's delta with its cause. */
+export function describeLineage(history: RiskHistoryItem[]): string[] {
+	if (history.length === 0) return ["  lineage    no risk change recorded"];
+	return history.map((h, i) => {
+		const by = h.event ? `${h.event.type} ${h.event.source}/${h.event.id}` : `reminder ${h.reminder ?? "?"}`;
+		const deltas = h.lineage.map(d => `${d.factor} ${d.delta > 0 ? "+" : ""}${d.delta} by ${causeText(d.cause)}`).join("; ");
+		return `  ${i === 0 ? "lineage   " : "          "} v${h.version} ${h.appliedAt} ${h.oldScore}→${h.newScore} after ${by}: ${deltas}`;
+	});
+}
 
 const owner: TextCommand = {
 	command: "owner <id>",

@@ -1,5 +1,7 @@
 // crm-actors operations dashboard: polls /api/v1/dashboard/* with the bearer key kept in sessionStorage and draws
 // the cluster, event rates, risk and dead letters with plain DOM and SVG (every text goes in through textContent).
+// The customer view does not poll: it follows the customer's change stream (Server-Sent Events read with fetch, so
+// the key goes in the Authorization header, never in the URL) and redraws when a change arrives.
 /* global document, window, location */
 
 const KEY_STORAGE = "crm-actors.apiKey";
@@ -340,6 +342,8 @@ async function renderCustomer(id) {
 	kv($("cv-profile"), Object.entries(c.profile ?? {}));
 	kv($("cv-telemetry"), Object.entries(c.telemetry ?? {}));
 	kv($("cv-tickets"), (c.openTicketIds ?? []).map(id => [id, "open"]));
+	renderLineage(v.riskHistory);
+	follow(c.id, c.version);
 	listOf($("cv-tasks"), v.tasks, describeTask);
 	listOf($("cv-processes"), v.processes, describeProcess);
 	$("cv-journal").tBodies[0].replaceChildren(...(v.journal.length ? v.journal.map(j => el("tr", {},
@@ -351,6 +355,121 @@ async function renderCustomer(id) {
 		el("td", { class: "num" }, String(Math.round(j.riskScore * 10) / 10))
 	)) : [el("tr", {}, el("td", { class: "empty", colspan: 6 }, "no events"))]));
 	return `customer ${c.id}`;
+}
+
+// ---- risk lineage and the customer's change stream --------------------------------------------------------------
+
+function causeText(c) {
+	switch (c.kind) {
+		case "rule": return `rule ${c.rule} (${c.file})`;
+		case "model": return `model ${c.artifact}, trained ${fmtTime(c.trainedAt)}, sha256 ${String(c.sha256).slice(0, 12)}…`;
+		case "tickets.open": return `${c.openTickets} open tickets`;
+		case "decay": return `inactivity decay (${c.reminder})`;
+		default: return String(c.kind);
+	}
+}
+
+function renderLineage(history) {
+	const body = $("cv-lineage").tBodies[0];
+	if (!history || history.length === 0) {
+		body.replaceChildren(el("tr", {}, el("td", { class: "empty", colspan: 5 }, "no risk change recorded")));
+		return;
+	}
+	body.replaceChildren(...history.map(h => el("tr", { "data-version": h.version },
+		el("td", { class: "num" }, String(h.version)),
+		el("td", { class: "time" }, fmtTime(h.appliedAt)),
+		el("td", { class: "num" }, `${h.oldScore} → ${h.newScore}`),
+		el("td", { class: "mono wrap" }, h.event ? `${h.event.type} ${h.event.source} / ${h.event.id}` : `reminder ${h.reminder}`),
+		el("td", { class: "wrap" }, h.lineage.map(d => `${d.factor} ${d.delta > 0 ? "+" : ""}${d.delta} by ${causeText(d.cause)}`).join("; "))
+	)));
+}
+
+/** The customer whose stream is followed: { id, last (version), abort }, or null. */
+let live = null;
+const LIVE_ITEMS = 20;
+
+function describeChange(c) {
+	const ch = c.change;
+	const by = ch.cause.event ? `${ch.cause.event.type} ${ch.cause.event.source} / ${ch.cause.event.id}` : `reminder ${ch.cause.reminder}`;
+	const risk = ch.risk ? `; risk ${ch.risk.old} → ${ch.risk.new}` : "";
+	return `v${c.version} ${fmtTime(c.appliedAt)} · ${by} · ${ch.fields.join(", ") || "no field"}${risk}`;
+}
+
+function onStreamEvent(event, id, data) {
+	if (!live) return;
+	if (event === "change") {
+		live.last = id;
+		const list = $("cv-live");
+		list.prepend(el("li", { "data-version": data.version }, describeChange(data)));
+		while (list.children.length > LIVE_ITEMS) list.lastElementChild.remove();
+		// Redraw the view (score, factors, lineage, journal) from the persisted state: it holds this change now.
+		void refresh();
+	} else if (event === "ready") {
+		$("cv-live-state").textContent = "(following live)";
+	} else if (event === "error" || event === "reset") {
+		$("cv-live-state").textContent = `(${data && data.reason ? data.reason : event}; resuming)`;
+	}
+}
+
+function stopFollowing() {
+	if (live) live.abort.abort();
+	live = null;
+}
+
+/** Follows a customer's change stream from `version` on, reconnecting with Last-Event-ID when it drops. */
+function follow(id, version) {
+	if (live && live.id === id) return;
+	stopFollowing();
+	const abort = new AbortController();
+	const me = { id, last: String(version), abort };
+	live = me;
+	$("cv-live").replaceChildren();
+	void (async () => {
+		while (!abort.signal.aborted) {
+			try {
+				const headers = new Headers({ Accept: "text/event-stream", "Last-Event-ID": me.last });
+				const key = sessionStorage.getItem(KEY_STORAGE);
+				if (key) headers.set("Authorization", `Bearer ${key}`);
+				const res = await fetch(`/api/v1/customers/${encodeURIComponent(id)}/stream`, { headers, signal: abort.signal, cache: "no-store" });
+				if (res.status === 401) {
+					stopFollowing();
+					showKeyDialog("the API key was refused");
+					return;
+				}
+				if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
+				const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+				let buffer = "";
+				for (;;) {
+					const { value, done } = await reader.read();
+					if (done) break;
+					buffer += value;
+					let end;
+					while ((end = buffer.indexOf("\n\n")) >= 0) {
+						const block = buffer.slice(0, end);
+						buffer = buffer.slice(end + 2);
+						let event = "message";
+						let eventId = null;
+						const data = [];
+						for (const line of block.split("\n")) {
+							if (line.startsWith(":")) continue;
+							const colon = line.indexOf(":");
+							const field = colon < 0 ? line : line.slice(0, colon);
+							const v = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+							if (field === "event") event = v;
+							else if (field === "id") eventId = v;
+							else if (field === "data") data.push(v);
+						}
+						if (data.length > 0 && live === me) onStreamEvent(event, eventId, JSON.parse(data.join("\n")));
+					}
+				}
+			} catch (err) {
+				if (abort.signal.aborted) return;
+				$("cv-live-state").textContent = `(stream: ${err.message}; reconnecting)`;
+			}
+			if (abort.signal.aborted) return;
+			await new Promise(resolve => setTimeout(resolve, 2000));
+		}
+	})();
 }
 
 // ---- loop ----------------------------------------------------------------------------------------------------
@@ -367,6 +486,7 @@ async function refresh() {
 	clearTimeout(timer);
 	try {
 		const r = route();
+		if (r.view !== "customer") stopFollowing();
 		const what = r.view === "customer" ? await renderCustomer(r.id) : await renderOverview();
 		$("key-dialog").hidden = true;
 		setStatus(`live · ${what} · ${new Date().toLocaleTimeString()}`, true);
@@ -379,7 +499,9 @@ async function refresh() {
 		setStatus(`error: ${err.message}`, false);
 	}
 	busy = false;
-	timer = setTimeout(() => void refresh(), again ? 0 : POLL_MS);
+	// The customer view is redrawn by its change stream; only the overview polls.
+	if (again) timer = setTimeout(() => void refresh(), 0);
+	else if (!live) timer = setTimeout(() => void refresh(), POLL_MS);
 }
 
 $("key-form").addEventListener("submit", ev => {
@@ -391,6 +513,7 @@ $("key-form").addEventListener("submit", ev => {
 $("forget-key").addEventListener("click", () => {
 	sessionStorage.removeItem(KEY_STORAGE);
 	clearTimeout(timer);
+	stopFollowing();
 	showKeyDialog("");
 });
 window.addEventListener("hashchange", () => void refresh());

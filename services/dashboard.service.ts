@@ -37,6 +37,8 @@ const NODE_CALL_TIMEOUT_MS = 2000;
 const RISK_CACHE_MS = 2000;
 const TOP_AT_RISK = 10;
 const JOURNAL_LIMIT = 25;
+/** Risk changes shown beside the score. */
+const LINEAGE_LIMIT = 10;
 const DEAD_LETTER_SCAN = 500;
 
 interface RestParams<Q = Record<string, string>, P = Record<string, string>> { body: unknown; query: Q; params: P }
@@ -282,12 +284,13 @@ export function createDashboardService(_config: Config): ServiceSchema {
 				async handler(ctx: Context<RestParams>) {
 					const customerId = ctx.params.params.id;
 					const customer = await call(ctx, Customers.get, { customerId });
-					const [journal, tasks, processes] = await Promise.all([
+					const [journal, riskHistory, tasks, processes] = await Promise.all([
 						call(ctx, Customers.journal, { customerId, limit: JOURNAL_LIMIT }),
+						call(ctx, Customers.riskHistory, { customerId, limit: LINEAGE_LIMIT }),
 						workflowList(ctx, "tasks", customerId),
 						workflowList(ctx, "processes", customerId)
 					]);
-					return { customer, journal, tasks, processes, owner: ownerOf(customerId, shardMembers(ctx.broker, Customers.handle.name)) };
+					return { customer, journal, riskHistory, tasks, processes, owner: ownerOf(customerId, shardMembers(ctx.broker, Customers.handle.name)) };
 				}
 			}
 		}

@@ -8,7 +8,7 @@ import type { CustomerState } from "../../models/customer-state.ts";
 import type { HandleResult } from "../../models/contract/customers.contract.ts";
 import { emptyCustomerState, reduce, sharingEmpties } from "../customer.reducer.ts";
 import type { CustomerMessage, Effect, ReduceContext } from "../customer-actor.types.ts";
-import type { ActorStore, ActorWrite, LoadedActor } from "./actor-store.ts";
+import type { ActorStore, ActorWrite, JournalEntry, LoadedActor } from "./actor-store.ts";
 import { SegmentQueue, type QueueItem } from "./segment-queue.ts";
 
 /** How often the host looks for quiet actors to snapshot, and for how long at most per pass. */
@@ -90,6 +90,8 @@ export interface ActorHostOptions {
 	 * the `origin` its message was told with (e.g. the caller's context, so a trace continues through the effect).
 	 */
 	onEffects?: (effects: Effect[], origins: unknown[]) => void;
+	/** Called after a group commit that persisted journal entries (change streams read the store's feed then). */
+	onPersisted?: () => void;
 	/** Whether this node currently owns a customer (cluster); reminders of other owners are left to them. */
 	isOwner?: (customerId: string) => boolean;
 	onError?: (message: string, err: unknown) => void;
@@ -472,15 +474,17 @@ export class ActorHost {
 		this.stats.applied++;
 		actor.state = state;
 		const outcome: HandleResult = { applied: true, version: state.version, riskScore: state.risk.score };
-		// Only events are journaled: a write that carries anything else must carry the state.
-		const entry = msg.kind === "event"
-			? { customerId: actor.id, version: state.version, key: eventKey(msg.event), appliedAt: now, riskScore: outcome.riskScore, event: msg.event }
-			: null;
+		// Every applied message is journaled with its change record (events and reminders alike), so every version
+		// has an entry: change streams resume from the journal, and a write never needs the state for a reminder.
+		const change = result.change ?? undefined;
+		const entry: JournalEntry = msg.kind === "event"
+			? { customerId: actor.id, version: state.version, key: eventKey(msg.event), appliedAt: now, riskScore: outcome.riskScore, event: msg.event, change }
+			: { customerId: actor.id, version: state.version, key: `reminder:${msg.name}`, appliedAt: now, riskScore: outcome.riskScore, reminder: msg.name, change };
 		let write = actor.next;
 		if (write === null) {
 			// Arrays start at their exact length: most writes carry one message.
 			write = {
-				id: actor.id, expectedVersion: before.version, state, journal: entry === null ? [] : [entry], snapshot: entry === null,
+				id: actor.id, expectedVersion: before.version, state, journal: [entry], snapshot: false,
 				base: before, after: undefined, actor, cancelled: false, effects: null, origins: null,
 				callers: [resolve, reject, outcome]
 			};
@@ -490,8 +494,7 @@ export class ActorHost {
 			this.addedSinceFlush++;
 		} else {
 			write.state = state;
-			if (entry === null) write.snapshot = true;
-			else write.journal.push(entry);
+			write.journal.push(entry);
 			this.await(write, resolve, reject, outcome);
 		}
 		actor.latest = write;
@@ -588,12 +591,16 @@ export class ActorHost {
 			this.observer?.onCommit?.(writes.length, performance.now() - t0, true);
 			this.stats.commits++;
 			const now = this.now();
+			let persisted = false;
 			for (let w = 0; w < writes.length; w++) {
 				const write = writes[w];
 				const actor = write.actor;
 				if (actor.inflight === write) actor.inflight = null;
 				const res = results[w];
-				if (res !== undefined && res.ok) this.committed(write, now);
+				if (res !== undefined && res.ok) {
+					this.committed(write, now);
+					if (write.journal.length > 0) persisted = true;
+				}
 				else if (write.journal.length === 0 && write.callers.length === 0) {
 					// A snapshot-only write that lost: the journal it summarises is the truth, nothing is lost.
 					if (actor.latest === write) actor.latest = null;
@@ -604,6 +611,13 @@ export class ActorHost {
 						`customer ${actor.id}: version conflict (expected ${write.expectedVersion}, store has ${current}); another node wrote it`,
 						"VERSION_CONFLICT"
 					), write);
+				}
+			}
+			if (persisted && this.opts.onPersisted) {
+				try {
+					this.opts.onPersisted();
+				} catch (err) {
+					this.opts.onError?.("persisted handler failed", err);
 				}
 			}
 		} catch (err) {

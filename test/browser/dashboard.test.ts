@@ -155,4 +155,25 @@ describe("dashboard in a browser", { skip }, () => {
 		await page.locator("#overview").waitFor({ state: "visible" });
 		assert.deepEqual(pageErrors, []);
 	});
+
+	it("the customer view follows the change stream: a posted change appears within 1 s, with its lineage beside the score", async () => {
+		await page.evaluate("location.hash = '#/customers/dash-risky'");
+		await page.locator("#customer-view").waitFor({ state: "visible" });
+		await waitText("#cv-live-state", "(following live)", "the stream is connected");
+		assert.match(await text("#cv-lineage tbody"), /order\.cancelled \+10 by rule OrderCancelled \(rules\/risk\.nools\)/);
+		const before = Number(await text("#cv-version"));
+		const posted = await node.api("/api/v1/events", { method: "POST", json: order("dash-risky", "dash-o-live", "CANCELLED") });
+		assert.equal(posted.status, 202);
+		const acceptedAt = Date.now();
+		await page.locator(`#cv-live li[data-version='${before + 1}']`).waitFor({ state: "attached", timeout: 5000 });
+		const shownAfterMs = Date.now() - acceptedAt;
+		assert.ok(shownAfterMs < 1000, `the change appeared ${shownAfterMs} ms after the POST's 202`);
+		assert.match(await text(`#cv-live li[data-version='${before + 1}']`), /crm\.order\.status_changed .*risk 38 → 48/);
+		// The view redraws from the persisted state: score, version and the lineage row of the new change.
+		await waitText("#cv-score", "48", "score after the change");
+		await waitText("#cv-version", String(before + 1), "version after the change");
+		assert.match(await page.locator(`#cv-lineage tr[data-version='${before + 1}']`).innerText(), /38 → 48/);
+		await page.screenshot({ path: path.join(ARTIFACTS, "dashboard-customer-live.png"), fullPage: true });
+		assert.deepEqual(pageErrors, []);
+	});
 });

@@ -143,6 +143,7 @@ describe("cluster membership on in-process nodes", () => {
 		assert.match(customer, new RegExp(`answered by ${B} \\(owner in its view: ${B}`));
 		assert.match(customer, /active in memory at version 1; persisted version 1/);
 		assert.match(customer, /risk\s+10 \(order\.cancelled 10\)/);
+		assert.match(customer, /lineage +v1 \S+ 0→10 after crm\.order\.status_changed \/test\/\S+: order\.cancelled \+10 by rule OrderCancelled \(rules\/risk\.nools\)/);
 		assert.match(await command("owner").run(a.broker, { id, options: {} }), new RegExp(`-> ${B} `));
 		const shards = await command("shards").run(a.broker, { options: {} });
 		assert.match(shards, /all 2 nodes agree/);
