@@ -175,7 +175,9 @@ export function ShardedActorMixin(deps: ShardedActorDeps): Partial<ShardedActorS
 						void this.broker.emit(effects[i].type, effects[i].payload, parentCtx ? { parentCtx } : undefined);
 					}
 				},
-				onError: (message, err) => this.logger.error(message, err)
+				onError: (message, err) => this.logger.error(message, err),
+				// A merge found unfinished on activation: the service's `mergePending` method completes it, if it has one.
+				onMergePending: (id, from) => (this as ShardedActorService & { mergePending?: (id: string, from: string) => void }).mergePending?.(id, from)
 			});
 			this.membership = new ShardMembership(this.broker, `${this.fullName}.handle`, this.host);
 		},

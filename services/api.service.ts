@@ -9,7 +9,7 @@ import type { Config } from "../config/index.ts";
 import { redactUrl } from "../models/url-redaction.ts";
 import { asyncApiDocument, openApiDocument, type ParamRule, type RouteInfo } from "../models/published-schemas.ts";
 import pkg from "../package.json" with { type: "json" };
-import { call, Customers } from "../models/contract/index.ts";
+import { call, CUSTOMER_ID, Customers } from "../models/contract/index.ts";
 import { SourceMixin, sinkOf } from "../mixins/source.mixin.ts";
 import { contractError } from "../runtime/contract-error.ts";
 import { jsonBodyParser, sendError, sendJson } from "../runtime/http-json.ts";
@@ -140,6 +140,7 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 						"POST events": "api.postEvents",
 						"GET customers/:id": "api.getCustomer",
 						"GET customers/:id/events": "api.getJournal",
+						"POST customers/:id/merge": "api.mergeCustomer",
 						"GET customers": "api.listCustomers",
 						"GET openapi.json": "api.openapi",
 						"GET asyncapi.json": "api.asyncapi"
@@ -195,6 +196,17 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 				params: { params: { type: "object", props: { id: "string" } }, query: { type: "object", props: { limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true } } } },
 				handler(this: Service, ctx: Context<RestParams<unknown, { limit?: number }>>) {
 					return call(ctx, Customers.journal, { customerId: ctx.params.params.id, limit: ctx.params.query.limit });
+				}
+			},
+			/** Merges customer `body.from` into `:id` (docs/merge.md): 200 with the survivor once the merge is persisted. */
+			mergeCustomer: {
+				visibility: "published",
+				params: {
+					params: { type: "object", props: { id: "string" } },
+					body: { type: "object", props: { from: { ...CUSTOMER_ID } } }
+				},
+				handler(this: Service, ctx: Context<RestParams<{ from: string }>>) {
+					return call(ctx, Customers.merge, { customerId: ctx.params.params.id, from: ctx.params.body.from });
 				}
 			},
 			listCustomers: {

@@ -93,6 +93,11 @@ export interface ActorHostOptions {
 	/** Whether this node currently owns a customer (cluster); reminders of other owners are left to them. */
 	isOwner?: (customerId: string) => boolean;
 	onError?: (message: string, err: unknown) => void;
+	/**
+	 * Called when a customer is activated with a merge into it under way (`mergingFrom`: its intent is persisted,
+	 * its absorb is not, e.g. the node driving it was killed): the service completes the merge (docs/merge.md).
+	 */
+	onMergePending?: (customerId: string, from: string) => void;
 	now?: () => number;
 }
 
@@ -393,6 +398,7 @@ export class ActorHost {
 	private install(customerId: string, loaded: LoadedActor): void {
 		this.newActor(customerId, sharingEmpties(loaded.state), loaded.sinceSnapshot);
 		this.enforceCap();
+		if (loaded.state.mergingFrom !== undefined) this.opts.onMergePending?.(customerId, loaded.state.mergingFrom);
 	}
 
 	/**
@@ -440,6 +446,7 @@ export class ActorHost {
 		actor.committed = state;
 		actor.sinceSnapshot = stored ? stored.sinceSnapshot : 0;
 		if (this.wantsSnapshot(actor)) this.queueQuiet(actor, this.now());
+		if (state !== null && state.mergingFrom !== undefined) this.opts.onMergePending?.(actor.id, state.mergingFrom);
 		const waiting = actor.waiting;
 		actor.waiting = null;
 		if (waiting === null) return;
@@ -449,6 +456,14 @@ export class ActorHost {
 
 	private apply(actor: Actor, msg: CustomerMessage, origin: unknown, resolve: Resolve, reject: Reject, now: number): void {
 		const before = actor.state as CustomerState;
+		// A sealed customer (merged into another, actors/customer-merge.ts) applies no event: it answers where to send
+		// it, once the seal is persisted. Customers never merged pay one property read.
+		if (before.mergedInto !== undefined && msg.kind === "event") {
+			const outcome: HandleResult = { applied: false, version: before.version, riskScore: before.risk.score, redirect: before.mergedInto };
+			if (actor.latest) this.await(actor.latest, resolve, reject, outcome);
+			else resolve(outcome);
+			return;
+		}
 		const observer = this.observer;
 		const t0 = observer?.onApply ? performance.now() : 0;
 		let result;
@@ -464,6 +479,7 @@ export class ActorHost {
 			if (result.applied) this.stats.applied++;
 			else if (msg.kind === "event") this.stats.duplicates++;
 			const outcome: HandleResult = { applied: result.applied, version: state.version, riskScore: state.risk.score };
+			if (result.merge !== undefined) outcome.merge = result.merge;
 			// A duplicate is acknowledged only once the original's write is persisted, never before.
 			if (actor.latest) this.await(actor.latest, resolve, reject, outcome);
 			else resolve(outcome);
@@ -472,6 +488,7 @@ export class ActorHost {
 		this.stats.applied++;
 		actor.state = state;
 		const outcome: HandleResult = { applied: true, version: state.version, riskScore: state.risk.score };
+		if (result.merge !== undefined) outcome.merge = result.merge;
 		// Only events are journaled: a write that carries anything else must carry the state.
 		const entry = msg.kind === "event"
 			? { customerId: actor.id, version: state.version, key: eventKey(msg.event), appliedAt: now, riskScore: outcome.riskScore, event: msg.event }
