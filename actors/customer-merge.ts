@@ -84,7 +84,7 @@ export function mergeStates(survivor: CustomerState, absorbed: CustomerState, ct
 	const sharedOrders = countShared(a.orderStatus, b.orderStatus);
 	const counters = sumCounters(a.counters, b.counters, sharedOrders, openTicketIds.length);
 	const lastActivityAt = Math.max(a.lastActivityAt, b.lastActivityAt);
-	const aliases = unionOrdered(unionOrdered(a.aliases ?? [], b.aliases ?? []), [b.id]);
+	const aliases = unionOrdered(unionOrdered(a.aliases ?? [], [b.id]), b.aliases ?? []);
 
 	const next: CustomerState = {
 		version: a.version + 1,

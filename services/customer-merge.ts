@@ -164,14 +164,21 @@ export function forward(ctx: Context<unknown, { hops?: number }>, target: string
 }
 
 /**
+ * Entries read from each journal of a merged customer at least: journals are kept in the order events were applied,
+ * so an entry with a late event time may sit below newer ones; reading more than `limit` finds it.
+ */
+const MERGED_JOURNAL_READ = 200;
+
+/**
  * The journal of a survivor with its aliases: its own entries and those of every customer merged into it (their
- * journals stay where they were written), the newest `limit` of each, interleaved by event time, newest first.
+ * journals stay where they were written), the newest max(limit, 200) of each, interleaved by event time, newest first.
  */
 export async function mergedJournal(svc: ShardedActorService, state: CustomerState, limit: number): Promise<JournalEntry[]> {
 	const ids = [state.id, ...(state.aliases ?? [])];
-	const journals = await Promise.all(ids.map(id => svc.store.journal(id, limit)));
+	const read = Math.max(limit, MERGED_JOURNAL_READ);
+	const journals = await Promise.all(ids.map(id => svc.store.journal(id, read)));
 	const all = journals.flat();
-	if (ids.length === 1) return all;
+	if (ids.length === 1) return all.slice(0, limit);
 	const time = (e: JournalEntry) => Date.parse(e.event.time);
 	all.sort((x, y) => time(y) - time(x) || y.appliedAt - x.appliedAt || (x.customerId < y.customerId ? -1 : x.customerId > y.customerId ? 1 : y.version - x.version));
 	return all.slice(0, limit);
