@@ -3,6 +3,7 @@ import type { KnownCloudEvent } from "../models/event-data.schemas.ts";
 import type { CustomerState } from "../models/customer-state.ts";
 import type { RiskRulesFn } from "./risk-rules.ts";
 import type { CustomerMerged, InteractionLogged, MergeReply, RiskChanged } from "../models/contract/customers.contract.ts";
+import type { ChangeRecord, ModelCause } from "../models/change-record.ts";
 
 export type CustomerMessage =
 	/** A validated event: its `data` type follows from its `type`. */
@@ -28,8 +29,11 @@ export type Effect =
 	| { type: "customer.interaction.logged"; payload: InteractionLogged }
 	| { type: "customer.merged"; payload: CustomerMerged };
 
-/** Scores a state with the churn model: probability 0–1. Pure and synchronous (runs inside the actor's turn). */
-export type ChurnScorer = (state: CustomerState) => number;
+/**
+ * Scores a state with the churn model: probability 0–1. Pure and synchronous (runs inside the actor's turn). `model`
+ * names the artifact in the score lineage (absent: the lineage says "unknown").
+ */
+export type ChurnScorer = ((state: CustomerState) => number) & { model?: ModelCause };
 
 export interface RiskSettings {
 	/** Inactivity before the first decay step, and between steps (ms). */
@@ -56,6 +60,8 @@ export interface ReduceResult {
 	effects: Effect[];
 	/** False when the message had no effect because it was a duplicate (same source + id). */
 	applied: boolean;
+	/** What the change was and why (null when nothing was applied): journaled with the message. */
+	change: ChangeRecord | null;
 	/** Merge steps only: what the actor made of the step. */
 	merge?: MergeReply;
 }

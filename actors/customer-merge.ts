@@ -2,6 +2,7 @@
 // seal on the merged customer, absorb on the survivor) and the merge rule of two states. No I/O, no clock: the
 // service drives the steps (services/customer-merge.ts), each one a message through one actor's mailbox, persisted
 // with a compare-and-set like any event.
+import type { ChangeRecord, FactorDelta, MergeCause, RiskChange } from "../models/change-record.ts";
 import type { CustomerCounters, CustomerState, MarketSummary, ProfileValue, RiskState } from "../models/customer-state.ts";
 import type { MergeRefusal, MergeReply } from "../models/contract/customers.contract.ts";
 import type { Effect, MergeMessage, ReduceContext, ReduceResult } from "./customer-actor.types.ts";
@@ -9,17 +10,48 @@ import { LIMITS, REMINDER_RISK_DECAY } from "./customer.reducer.ts";
 import { churnPoints, FACTOR_CHURN_MODEL, FACTOR_TICKETS_OPEN, hasDecayableFactor, isDecayable, openTicketsPoints, scoreOf, setFactor } from "./risk.ts";
 import type { Factors } from "./risk.ts";
 
+/** The journal key of a merge step's entry: the step and the other customer (`merge.absorb/B`). */
+export function mergeEntryKey(msg: MergeMessage): string {
+	return `${msg.kind}/${msg.kind === "merge.seal" ? msg.into : msg.from}`;
+}
+
 /** Steps that change nothing answer with the state as it is (no version bump, nothing to persist). */
 function unchanged(state: CustomerState, merge: MergeReply): ReduceResult {
-	return { state, effects: [], applied: false, merge };
+	return { state, effects: [], applied: false, change: null, merge };
 }
 
 function refused(state: CustomerState, code: MergeRefusal, extra: Partial<MergeReply> = {}): ReduceResult {
 	return unchanged(state, { status: "refused", code, ...extra });
 }
 
-function done(state: CustomerState, effects: Effect[] = []): ReduceResult {
-	return { state, effects, applied: true, merge: { status: "done" } };
+/** The state fields a change record lists (as the reducer's, plus the merge marks). */
+const RECORDED_FIELDS = [
+	"createdAt", "lastActivityAt", "profile", "counters", "openTicketIds", "orderStatus", "telemetry", "lastSentiment",
+	"risk", "churnProbability", "reminders", "market", "mergedInto", "mergingFrom", "aliases"
+] as const satisfies ReadonlyArray<keyof CustomerState>;
+
+function done(before: CustomerState, state: CustomerState, msg: MergeMessage, effects: Effect[] = []): ReduceResult {
+	const fields: string[] = [];
+	for (const f of RECORDED_FIELDS) if (before[f] !== state[f]) fields.push(f);
+	const step = msg.kind.slice("merge.".length) as "intent" | "abort" | "seal" | "absorb";
+	const cause = msg.kind === "merge.seal" ? { merge: { step, into: msg.into } } : { merge: { step, from: msg.from } };
+	const change: ChangeRecord = { version: state.version, cause, fields };
+	if (before.risk.factors !== state.risk.factors && msg.kind === "merge.absorb") change.risk = riskChange(before.risk, state.risk, msg.from);
+	return { state, effects, applied: true, change, merge: { status: "done" } };
+}
+
+/** Score before and after the absorb, each moved factor put down to the merge. */
+function riskChange(before: RiskState, after: RiskState, from: string): RiskChange {
+	const cause: MergeCause = { kind: "merge", from };
+	const lineage: FactorDelta[] = [];
+	for (const factor of Object.keys(after.factors)) {
+		const delta = Math.round((after.factors[factor] - (before.factors[factor] ?? 0)) * 100) / 100;
+		if (delta !== 0) lineage.push({ factor, delta, cause });
+	}
+	for (const factor of Object.keys(before.factors)) {
+		if (!Object.hasOwn(after.factors, factor)) lineage.push({ factor, delta: -before.factors[factor], cause });
+	}
+	return { old: before.score, new: after.score, lineage };
 }
 
 /** One merge step on one actor. A sealed actor refuses every step but a repeated seal into the same survivor. */
@@ -34,13 +66,13 @@ export function reduceMerge(state: CustomerState, msg: MergeMessage, ctx: Reduce
 			// The same intent again (a retried request, a completion after a crash): it stands, go on with it.
 			if (state.mergingFrom === msg.from) return unchanged(state, { status: "done", mergingFrom: msg.from });
 			if (state.mergingFrom !== undefined) return refused(state, "MERGE_IN_PROGRESS", { mergingFrom: state.mergingFrom });
-			return done({ ...state, version: state.version + 1, mergingFrom: msg.from });
+			return done(state, { ...state, version: state.version + 1, mergingFrom: msg.from }, msg);
 		}
 		case "merge.abort": {
 			if (state.mergingFrom !== msg.from) return unchanged(state, { status: "already" });
 			const next = { ...state, version: state.version + 1 };
 			delete next.mergingFrom;
-			return done(next);
+			return done(state, next, msg);
 		}
 		case "merge.seal": {
 			if (sealedInto === msg.into) return unchanged(state, { status: "already", mergedInto: sealedInto });
@@ -51,7 +83,7 @@ export function reduceMerge(state: CustomerState, msg: MergeMessage, ctx: Reduce
 			if (state.mergingFrom !== undefined) return refused(state, "MERGE_IN_PROGRESS", { mergingFrom: state.mergingFrom });
 			// The risk moves to sealedRisk and the reminders go: the sealed customer leaves the risk listing and gets
 			// no more decay steps; its counters, windows and profile stay for the absorb to read.
-			return done({ ...state, version: state.version + 1, risk: { score: 0, factors: {} }, reminders: {}, mergedInto: msg.into, sealedRisk: state.risk });
+			return done(state, { ...state, version: state.version + 1, risk: { score: 0, factors: {} }, reminders: {}, mergedInto: msg.into, sealedRisk: state.risk }, msg);
 		}
 		case "merge.absorb": {
 			if (sealedInto !== undefined) return refused(state, "CUSTOMER_MERGED", { mergedInto: sealedInto });
@@ -66,7 +98,7 @@ export function reduceMerge(state: CustomerState, msg: MergeMessage, ctx: Reduce
 					payload: { customerId: state.id, oldScore: state.risk.score, newScore: next.risk.score, factors: next.risk.factors, cause: `merge/${msg.from}` }
 				});
 			}
-			return done(next, effects);
+			return done(state, next, msg, effects);
 		}
 	}
 }

@@ -10,6 +10,8 @@ import type {
 	OrderStatusChangedData
 } from "../models/event-data.schemas.ts";
 import type { CustomerMessage, Effect, ReduceContext, ReduceResult } from "./customer-actor.types.ts";
+import type { ChangeRecord, FactorDelta, LineageCause, ModelCause, RiskChange, RuleCause } from "../models/change-record.ts";
+import type { FiredRule } from "./risk-rules.ts";
 import { hash52 } from "./hash.ts";
 import { reduceMerge } from "./customer-merge.ts";
 import {
@@ -116,7 +118,7 @@ export function reduce(state: CustomerState, msg: CustomerMessage, ctx: ReduceCo
 function reduceEvent(state: CustomerState, event: KnownCloudEvent, ctx: ReduceContext): ReduceResult {
 	const key = eventKey(event);
 	const keyHash = hash52(key);
-	if (state.recentEventKeys.includes(keyHash)) return { state, effects: [], applied: false };
+	if (state.recentEventKeys.includes(keyHash)) return { state, effects: [], applied: false, change: null };
 
 	const parsed = Date.parse(event.time);
 	// Validated events always carry a valid time; the fallback only keeps a NaN out of lastActivityAt.
@@ -135,16 +137,18 @@ function reduceEvent(state: CustomerState, event: KnownCloudEvent, ctx: ReduceCo
 	const riskRules = ctx.riskRules ?? applyRiskRules;
 	let factors = state.risk.factors;
 	let interaction: InteractionLoggedData | undefined;
+	// The rules that fired, for the score lineage; only events that can fire one get an array.
+	let fired: FiredRule[] | undefined;
 	switch (event.type) {
 		case "crm.customer.updated":
 			applyProfile(next, event.data.profile, time);
 			break;
 		case "crm.order.status_changed":
-			if (applyOrderStatus(next, event.data)) factors = riskRules(factors, event.type, data);
+			if (applyOrderStatus(next, event.data)) factors = riskRules(factors, event.type, data, (fired = []));
 			break;
 		case "crm.payment.failed":
 			next.counters = bump(next.counters, "failedPayments");
-			factors = riskRules(factors, event.type, data);
+			factors = riskRules(factors, event.type, data, (fired = []));
 			break;
 		case "crm.interaction.logged": {
 			interaction = event.data;
@@ -155,15 +159,15 @@ function reduceEvent(state: CustomerState, event: KnownCloudEvent, ctx: ReduceCo
 				next.lastSentiment = sentiment;
 				if (sentiment <= -0.5) next.counters = bump(next.counters, "negativeInteractions");
 			}
-			factors = riskRules(factors, event.type, data);
+			factors = riskRules(factors, event.type, data, (fired = []));
 			break;
 		}
 		case "crm.ticket.opened":
-			if (openTicket(next, event.data.ticketId)) factors = riskRules(factors, event.type, data);
+			if (openTicket(next, event.data.ticketId)) factors = riskRules(factors, event.type, data, (fired = []));
 			factors = setFactor(factors, FACTOR_TICKETS_OPEN, openTicketsPoints(next.openTicketIds.length));
 			break;
 		case "crm.ticket.resolved":
-			if (resolveTicket(next, event.data.ticketId)) factors = riskRules(factors, event.type, data);
+			if (resolveTicket(next, event.data.ticketId)) factors = riskRules(factors, event.type, data, (fired = []));
 			factors = setFactor(factors, FACTOR_TICKETS_OPEN, openTicketsPoints(next.openTicketIds.length));
 			break;
 		case "crm.device.telemetry":
@@ -193,9 +197,19 @@ function reduceEvent(state: CustomerState, event: KnownCloudEvent, ctx: ReduceCo
 	if (interaction) {
 		effects.push({ type: "customer.interaction.logged", payload: { ...interaction, customerId: state.id, time: new Date(time).toISOString(), cause: key } });
 	}
-	if (factors !== state.risk.factors) next.risk = riskChanged(state, factors, key, effects);
+	let risk: RiskChange | undefined;
+	if (factors !== state.risk.factors) {
+		next.risk = riskChanged(state, factors, key, effects);
+		risk = riskChange(state.risk, next.risk, factor => eventCause(factor, fired, next, ctx));
+	}
 	next.reminders = scheduleDecayAfterActivity(next, ctx);
-	return { state: next, effects, applied: true };
+	const change: ChangeRecord = {
+		version: next.version,
+		cause: { event: { source: event.source, id: event.id, type: event.type } },
+		fields: changedFields(state, next),
+		risk
+	};
+	return { state: next, effects, applied: true, change };
 }
 
 /**
@@ -203,7 +217,7 @@ function reduceEvent(state: CustomerState, event: KnownCloudEvent, ctx: ReduceCo
  * moves or drops the reminder bumps the version (it must be persisted).
  */
 function reduceReminder(state: CustomerState, name: string, ctx: ReduceContext): ReduceResult {
-	if (name !== REMINDER_RISK_DECAY) return { state, effects: [], applied: false };
+	if (name !== REMINDER_RISK_DECAY) return { state, effects: [], applied: false, change: null };
 	const factors = state.risk.factors;
 	let reminders: Record<string, number>;
 	let nextFactors = factors;
@@ -220,12 +234,66 @@ function reduceReminder(state: CustomerState, name: string, ctx: ReduceContext):
 				: withoutReminder(state.reminders, name);
 		}
 	}
-	if (nextFactors === factors && reminders === state.reminders) return { state, effects: [], applied: false };
+	if (nextFactors === factors && reminders === state.reminders) return { state, effects: [], applied: false, change: null };
 
 	const effects: Effect[] = [];
 	const next: CustomerState = { ...state, version: state.version + 1, reminders };
-	if (nextFactors !== factors) next.risk = riskChanged(state, nextFactors, `reminder:${name}`, effects);
-	return { state: next, effects, applied: true };
+	let risk: RiskChange | undefined;
+	if (nextFactors !== factors) {
+		next.risk = riskChanged(state, nextFactors, `reminder:${name}`, effects);
+		const decay: LineageCause = { kind: "decay", reminder: name };
+		risk = riskChange(state.risk, next.risk, () => decay);
+	}
+	const change: ChangeRecord = { version: next.version, cause: { reminder: name }, fields: changedFields(state, next), risk };
+	return { state: next, effects, applied: true, change };
+}
+
+/** The state fields a change record lists when they change (the version and the dedup window are bookkeeping). */
+const RECORDED_FIELDS = [
+	"createdAt", "lastActivityAt", "profile", "counters", "openTicketIds", "orderStatus", "telemetry", "lastSentiment",
+	"risk", "churnProbability", "reminders", "market"
+] as const satisfies ReadonlyArray<keyof CustomerState>;
+
+/** Top-level fields whose value differs: by reference, which the reducer keeps for everything it does not change. */
+function changedFields(before: CustomerState, after: CustomerState): string[] {
+	const fields: string[] = [];
+	for (const f of RECORDED_FIELDS) if (before[f] !== after[f]) fields.push(f);
+	return fields;
+}
+
+/** Named when no artifact information came with the scorer (a test's scorer, say). */
+const UNKNOWN_MODEL: ModelCause = Object.freeze({ kind: "model", artifact: "unknown", trainedAt: "", sha256: "" });
+/** A factor moved by an event with no rule to name (cannot happen with the reducer's own paths; kept total). */
+const UNKNOWN_RULE: LineageCause = Object.freeze({ kind: "rule", file: "", rule: "" });
+
+/** Why an event moved `factor`: the rules that fired for it, the churn model, or the open-tickets count. */
+function eventCause(factor: string, fired: readonly FiredRule[] | undefined, next: CustomerState, ctx: ReduceContext): LineageCause {
+	if (factor === FACTOR_CHURN_MODEL) return ctx.churnScorer?.model ?? UNKNOWN_MODEL;
+	if (factor === FACTOR_TICKETS_OPEN) return { kind: "tickets.open", openTickets: next.openTicketIds.length };
+	let cause: RuleCause | null = null;
+	if (fired !== undefined) {
+		for (const f of fired) {
+			if (f.factor !== factor) continue;
+			// Two rules on one factor (rare): one cause naming both.
+			cause = cause === null ? { kind: "rule", file: f.file, rule: f.rule } : { kind: "rule", file: cause.file, rule: `${cause.rule} + ${f.rule}` };
+		}
+	}
+	return cause ?? UNKNOWN_RULE;
+}
+
+/** Old and new score with one lineage item per factor whose value changed (effective delta, after clamping). */
+function riskChange(before: CustomerState["risk"], after: CustomerState["risk"], causeOf: (factor: string) => LineageCause): RiskChange {
+	const lineage: FactorDelta[] = [];
+	const was = before.factors;
+	const now = after.factors;
+	for (const factor in now) {
+		const delta = Math.round((now[factor] - (Object.hasOwn(was, factor) ? was[factor] : 0)) * 100) / 100;
+		if (delta !== 0) lineage.push({ factor, delta, cause: causeOf(factor) });
+	}
+	for (const factor in was) {
+		if (!Object.hasOwn(now, factor)) lineage.push({ factor, delta: -was[factor], cause: causeOf(factor) });
+	}
+	return { old: before.score, new: after.score, lineage };
 }
 
 /** The new risk state; pushes `customer.risk.changed` when the score moves (factor-only changes are silent). */

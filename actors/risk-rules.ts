@@ -25,8 +25,19 @@ export interface CompiledRiskRule {
 	deltas: readonly PointsDelta[];
 }
 
-/** The hook the reducer calls for each fact-changing event: the factors after the event's rule deltas. */
-export type RiskRulesFn = (factors: Factors, type: EventType, data: EventData) => Factors;
+/** One rule that fired and what it added (score lineage): the rule file, the rule's name and its points per factor. */
+export interface FiredRule {
+	file: string;
+	rule: string;
+	factor: string;
+	points: number;
+}
+
+/**
+ * The hook the reducer calls for each fact-changing event: the factors after the event's rule deltas. When `fired` is
+ * given, every rule that fired pushes one FiredRule per delta into it (the reducer's score lineage).
+ */
+export type RiskRulesFn = (factors: Factors, type: EventType, data: EventData, fired?: FiredRule[]) => Factors;
 
 const ADD_POINTS = /^addPoints\(\s*(?:'([^'\\]{1,64})'|"([^"\\]{1,64})")\s*,\s*(-?\d{1,3}(?:\.\d{1,2})?)\s*\)$/;
 const FACTOR_NAME = /^[A-Za-z][A-Za-z0-9_.:-]*$/;
@@ -69,8 +80,11 @@ export function applyDeltas(factors: Factors, deltas: readonly PointsDelta[]): F
 	return next;
 }
 
-/** Deltas of every rule of the table that matches the event, in table order. */
-export function matchingDeltas(rules: readonly CompiledRiskRule[], fact: RiskEventFact): PointsDelta[] {
+/**
+ * Deltas of every rule of the table that matches the event, in table order; with `fired`, each also as a FiredRule
+ * of `file`.
+ */
+export function matchingDeltas(rules: readonly CompiledRiskRule[], fact: RiskEventFact, file = "", fired?: FiredRule[]): PointsDelta[] {
 	const out: PointsDelta[] = [];
 	for (const rule of rules) {
 		if (rule.eventType !== undefined && rule.eventType !== fact.type) continue;
@@ -80,13 +94,20 @@ export function matchingDeltas(rules: readonly CompiledRiskRule[], fact: RiskEve
 		} catch {
 			hit = false;
 		}
-		if (hit) for (const d of rule.deltas) out.push(d);
+		if (!hit) continue;
+		for (const d of rule.deltas) {
+			out.push(d);
+			fired?.push({ file, rule: rule.name, factor: d.factor, points: d.points });
+		}
 	}
 	return out;
 }
 
-/** The reducer hook for a compiled table: rules bucketed by event type once, then matched per event. */
-export function riskTableFn(rules: readonly CompiledRiskRule[]): RiskRulesFn {
+/**
+ * The reducer hook for a compiled table: rules bucketed by event type once, then matched per event. `file` names the
+ * rule file in the score lineage.
+ */
+export function riskTableFn(rules: readonly CompiledRiskRule[], file = ""): RiskRulesFn {
 	const byType = new Map<string, CompiledRiskRule[]>();
 	const anyType: CompiledRiskRule[] = [];
 	for (const rule of rules) {
@@ -97,12 +118,12 @@ export function riskTableFn(rules: readonly CompiledRiskRule[]): RiskRulesFn {
 			else byType.set(rule.eventType, [rule]);
 		}
 	}
-	return (factors, type, data) => {
+	return (factors, type, data, fired) => {
 		const typed = byType.get(type);
 		if (typed === undefined && anyType.length === 0) return factors;
 		const fact: RiskEventFact = { type, data };
-		const deltas = typed ? matchingDeltas(typed, fact) : [];
-		if (anyType.length > 0) for (const d of matchingDeltas(anyType, fact)) deltas.push(d);
+		const deltas = typed ? matchingDeltas(typed, fact, file, fired) : [];
+		if (anyType.length > 0) for (const d of matchingDeltas(anyType, fact, file, fired)) deltas.push(d);
 		return applyDeltas(factors, deltas);
 	};
 }

@@ -1,6 +1,10 @@
 // The risk model as data plus pure functions: which events move which named factor by how many points, how the
 // factors sum to a 0–100 score, how event-driven factors decay with inactivity, and the churn-model factor.
 import type { EventData, EventType } from "../models/cloud-event.ts";
+import type { FiredRule } from "./risk-rules.ts";
+
+/** How the score lineage names the built-in table below (used when no rule file is loaded). */
+export const BUILTIN_RULES_FILE = "actors/risk.ts";
 
 export type Factors = Record<string, number>;
 
@@ -109,11 +113,13 @@ export function applyRiskRules(
 	factors: Factors,
 	type: EventType,
 	data: EventData,
+	fired?: FiredRule[],
 	rules: readonly RiskRule[] = RISK_RULES
 ): Factors {
 	let next = factors;
 	for (const rule of rules) {
 		if (rule.type !== type || !matches(rule.when, data)) continue;
+		fired?.push({ file: BUILTIN_RULES_FILE, rule: rule.id, factor: rule.factor, points: rule.points });
 		next = setFactor(next, rule.factor, (next[rule.factor] ?? 0) + rule.points);
 	}
 	return next;

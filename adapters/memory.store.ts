@@ -5,11 +5,17 @@
 // them out, so the in-process host pays no copy per event. Nothing to replay: the current state is always held.
 import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
 import type { CustomerState } from "../models/customer-state.ts";
+import { FEED_START, type FeedItem, type FeedPage } from "../models/change-record.ts";
 
 export interface MemoryActorStoreOptions {
 	/** Entries kept per customer (oldest dropped first); unset keeps all. */
 	journalMax?: number;
+	/** Changes kept in the store-wide feed (oldest dropped first). Default DEFAULT_FEED_MAX. */
+	feedMax?: number;
 }
+
+/** Changes the in-process feed keeps by default. */
+export const DEFAULT_FEED_MAX = 100_000;
 
 /** One customer as the store holds it: the current state and its journal, oldest first. */
 interface Stored {
@@ -26,9 +32,14 @@ export class MemoryActorStore implements ActorStore {
 	private readonly journalMax: number;
 	/** One map lookup per write: the state and the journal of a customer together. */
 	private readonly customers = new Map<string, Stored>();
+	/** The store-wide feed: journal entries with a change record, in commit order; entry i has sequence feedFirst + i. */
+	private feed: JournalEntry[] = [];
+	private feedFirst = 1;
+	private readonly feedMax: number;
 
 	constructor(opts: MemoryActorStoreOptions = {}) {
 		this.journalMax = opts.journalMax ?? Infinity;
+		this.feedMax = opts.feedMax ?? DEFAULT_FEED_MAX;
 	}
 
 	async connect(): Promise<void> {}
@@ -68,15 +79,45 @@ export class MemoryActorStore implements ActorStore {
 		if (!matches) return { id: w.id, ok: false, currentVersion };
 		if (stored === undefined) {
 			this.customers.set(w.id, { state: w.state, journal: w.journal.length > 0 ? w.journal.slice() : [] });
-			return { id: w.id, ok: true };
+		} else {
+			stored.state = w.state;
+			if (w.journal.length > 0) {
+				const journal = stored.journal;
+				for (const e of w.journal) journal.push(e);
+				if (journal.length > this.journalMax) journal.splice(0, journal.length - this.journalMax);
+			}
 		}
-		stored.state = w.state;
-		if (w.journal.length > 0) {
-			const journal = stored.journal;
-			for (const e of w.journal) journal.push(e);
-			if (journal.length > this.journalMax) journal.splice(0, journal.length - this.journalMax);
+		for (const e of w.journal) if (e.change !== undefined) this.feed.push(e);
+		if (this.feed.length > this.feedMax * 1.25) {
+			// Trimmed in steps, not per entry: one copy per feedMax/4 changes.
+			const drop = this.feed.length - this.feedMax;
+			this.feed = this.feed.slice(drop);
+			this.feedFirst += drop;
 		}
 		return { id: w.id, ok: true };
+	}
+
+	async journalSince(id: string, afterVersion: number, limit: number): Promise<JournalEntry[]> {
+		const journal = this.customers.get(id)?.journal;
+		if (!journal || limit <= 0) return [];
+		const out: JournalEntry[] = [];
+		for (const e of journal) {
+			if (e.version <= afterVersion) continue;
+			out.push(e);
+			if (out.length >= limit) break;
+		}
+		return structuredClone(out);
+	}
+
+	async changesSince(cursor: string, limit: number): Promise<FeedPage> {
+		const after = cursor === FEED_START ? 0 : Number(cursor);
+		const from = Math.max(0, after + 1 - this.feedFirst);
+		const items: FeedItem[] = [];
+		for (let i = from; i < this.feed.length && items.length < limit; i++) {
+			const e = this.feed[i];
+			items.push(structuredClone({ cursor: String(this.feedFirst + i), customerId: e.customerId, version: e.version, riskScore: e.riskScore, appliedAt: e.appliedAt, change: e.change! }));
+		}
+		return { items, cursor: items.length > 0 ? items[items.length - 1].cursor : cursor, trimmed: after > 0 && after + 1 < this.feedFirst };
 	}
 
 	async journal(id: string, limit: number): Promise<JournalEntry[]> {

@@ -9,6 +9,11 @@
 //              Documents written before the tail existed have no `tail`: read as [].
 //   journal    one document per entry, unique on (customerId, version): history for journal(), written after the
 //              customers and not read by load (the customer's own tail is what load replays).
+//   changes    the store-wide change feed: { _id: sequence number, item (FeedItem JSON without cursor), at }, numbers
+//              taken from the counter document { _id: "changes", seq } of `counters` (one $inc per batch), expired
+//              after feedMaxAgeMs by a TTL index. Nodes insert their ranges concurrently, so a reader stops at a hole
+//              in the sequence (a batch still being inserted) and skips it only once it is older than FEED_HOLE_MS
+//              (a writer that died between taking its numbers and inserting them).
 // Event-sourced (with a `replay`): load = replay(snapshot, tail) when the tail is non-empty. Without `replay` every
 // write carries its snapshot, tails stay empty and a journal-only write is refused.
 import { randomUUID } from "node:crypto";
@@ -16,6 +21,7 @@ import { MongoBulkWriteError, MongoClient, type AnyBulkWriteOperation, type Coll
 import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
 import type { CustomerState } from "../models/customer-state.ts";
 import type { Replay } from "../actors/host/replay.ts";
+import { FEED_START, type FeedItem, type FeedPage } from "../models/change-record.ts";
 
 export interface MongoActorStoreOptions {
 	url: string;
@@ -25,7 +31,23 @@ export interface MongoActorStoreOptions {
 	replay?: Replay;
 	/** Where warnings (such as a very long tail) go (at most one line per 10 s); stderr when absent. */
 	logger?: { warn(...args: unknown[]): void };
+	/** How long the change feed keeps a change (TTL index). Default 7 days. */
+	feedMaxAgeMs?: number;
 }
+
+interface ChangeDoc {
+	_id: number;
+	item: string;
+	at: Date;
+}
+
+interface CounterDoc {
+	_id: string;
+	seq: number;
+}
+
+/** A hole in the feed's sequence older than this is a lost range (its writer died), not a batch still being inserted. */
+const FEED_HOLE_MS = 5000;
 
 interface CustomerDoc {
 	_id: string;
@@ -78,6 +100,11 @@ export class MongoActorStore implements ActorStore {
 	private readonly dbName: string;
 	private customers: Collection<CustomerDoc> | null = null;
 	private journalColl: Collection<JournalDoc> | null = null;
+	private changes: Collection<ChangeDoc> | null = null;
+	private counters: Collection<CounterDoc> | null = null;
+	private readonly feedMaxAgeMs: number;
+	/** Where a hole in the feed was first seen (sequence number → ms), to skip it once it is old. */
+	private readonly holes = new Map<number, number>();
 
 	constructor(opts: MongoActorStoreOptions) {
 		if (!opts.url) throw new Error("MongoActorStore: option `url` is required");
@@ -86,6 +113,7 @@ export class MongoActorStore implements ActorStore {
 		this.eventSourced = opts.replay !== undefined;
 		this.logger = opts.logger ?? console;
 		this.client = new MongoClient(opts.url);
+		this.feedMaxAgeMs = opts.feedMaxAgeMs ?? 7 * 24 * 3600 * 1000;
 	}
 
 	async connect(): Promise<void> {
@@ -98,15 +126,20 @@ export class MongoActorStore implements ActorStore {
 				{ key: { riskScore: -1 }, name: "riskScore" },
 				{ key: { nextReminderAt: 1 }, name: "nextReminderAt" }
 			]),
-			journal.createIndex({ customerId: 1, version: 1 }, { unique: true, name: "customerId_version" })
+			journal.createIndex({ customerId: 1, version: 1 }, { unique: true, name: "customerId_version" }),
+			db.collection<ChangeDoc>("changes").createIndex({ at: 1 }, { expireAfterSeconds: Math.ceil(this.feedMaxAgeMs / 1000), name: "at_ttl" })
 		]);
 		this.customers = customers;
 		this.journalColl = journal;
+		this.changes = db.collection<ChangeDoc>("changes");
+		this.counters = db.collection<CounterDoc>("counters");
 	}
 
 	async close(): Promise<void> {
 		this.customers = null;
 		this.journalColl = null;
+		this.changes = null;
+		this.counters = null;
 		await this.client.close();
 	}
 
@@ -177,6 +210,7 @@ export class MongoActorStore implements ActorStore {
 				// An entry already there (same customer and version) is the same event: keep going.
 				if (!(err instanceof MongoBulkWriteError) || writeErrorCodes(err).some(c => c !== DUPLICATE_KEY)) throw err;
 			}
+			await this.appendFeed(entries);
 		}
 		return results;
 	}
@@ -250,6 +284,62 @@ export class MongoActorStore implements ActorStore {
 			.limit(limit)
 			.toArray();
 		return docs as JournalEntry[];
+	}
+
+	/** Numbers a batch's changes with one $inc of the counter and inserts them (in commit order within the batch). */
+	private async appendFeed(entries: readonly JournalEntry[]): Promise<void> {
+		const withChange = entries.filter(e => e.change !== undefined);
+		if (withChange.length === 0 || !this.changes || !this.counters) return;
+		const counter = await this.counters.findOneAndUpdate({ _id: "changes" }, { $inc: { seq: withChange.length } }, { upsert: true, returnDocument: "after" });
+		const last = counter?.seq ?? withChange.length;
+		const first = last - withChange.length + 1;
+		const at = new Date();
+		await this.changes.insertMany(withChange.map((e, i) => ({
+			_id: first + i, at,
+			item: JSON.stringify({ customerId: e.customerId, version: e.version, riskScore: e.riskScore, appliedAt: e.appliedAt, change: e.change })
+		})), { ordered: false });
+	}
+
+	async journalSince(id: string, afterVersion: number, limit: number): Promise<JournalEntry[]> {
+		if (limit <= 0) return [];
+		const docs = await this.colls().journal
+			.find({ customerId: id, version: { $gt: afterVersion } }, { projection: { _id: 0 } })
+			.sort({ version: 1 })
+			.limit(limit)
+			.toArray();
+		return docs as JournalEntry[];
+	}
+
+	async changesSince(cursor: string, limit: number): Promise<FeedPage> {
+		if (!this.changes) throw new Error("MongoActorStore: not connected (call connect() first)");
+		const after = cursor === FEED_START ? 0 : Number(cursor);
+		if (limit <= 0) return { items: [], cursor, trimmed: false };
+		const [docs, oldest] = await Promise.all([
+			this.changes.find({ _id: { $gt: after } }).sort({ _id: 1 }).limit(limit).toArray(),
+			after > 0 ? this.changes.find({}, { projection: { _id: 1 } }).sort({ _id: 1 }).limit(1).toArray() : Promise.resolve([])
+		]);
+		const trimmed = oldest.length > 0 && oldest[0]._id > after + 1 && !this.waitingFor(after + 1);
+		const items: FeedItem[] = [];
+		let expect = trimmed ? (docs[0]?._id ?? after + 1) : after + 1;
+		for (const d of docs) {
+			// A hole: a batch with lower numbers is still being inserted; stop here unless it is old (its writer died).
+			if (d._id !== expect && this.waitingFor(expect)) break;
+			items.push({ cursor: String(d._id), ...(JSON.parse(d.item) as Omit<FeedItem, "cursor">) });
+			expect = d._id + 1;
+		}
+		return { items, cursor: items.length > 0 ? items[items.length - 1].cursor : cursor, trimmed };
+	}
+
+	/** Whether a missing sequence number may still arrive (first seen missing less than FEED_HOLE_MS ago). */
+	private waitingFor(seq: number): boolean {
+		const now = Date.now();
+		const seen = this.holes.get(seq);
+		if (seen === undefined) {
+			if (this.holes.size > 10_000) this.holes.clear();
+			this.holes.set(seq, now);
+			return true;
+		}
+		return now - seen < FEED_HOLE_MS;
 	}
 
 	async listByRisk(minScore: number, limit: number): Promise<RiskRow[]> {

@@ -6,6 +6,7 @@ import DbService from "moleculer-db";
 import type { Service, ServiceBroker } from "moleculer";
 import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
 import type { CustomerState } from "../models/customer-state.ts";
+import { FEED_START, type FeedItem, type FeedPage } from "../models/change-record.ts";
 
 export interface StoreLogger {
 	info(...args: unknown[]): void;
@@ -18,6 +19,8 @@ export interface NedbActorStoreOptions {
 	dir: string;
 	/** NeDB only appends; compaction rewrites each file without superseded lines. */
 	compactionIntervalMs?: number;
+	/** Changes kept in the store-wide feed (changes.db); older ones are removed at compaction. */
+	feedMax?: number;
 	logger?: StoreLogger;
 }
 
@@ -41,6 +44,12 @@ interface JournalDoc {
 	entry: string;
 }
 
+/** One change of the store-wide feed: its sequence number (the cursor) and the FeedItem as JSON, without the cursor. */
+interface ChangeDoc {
+	seq: number;
+	item: string;
+}
+
 /**
  * The part of NeDB's Datastore this store uses. The adapter brings its own @seald-io/nedb (3.x), whose typings are
  * not reachable from here; its promise API is the same as the 4.x one.
@@ -59,9 +68,10 @@ interface Nedb<T> {
 	insertAsync(doc: T): Promise<T>;
 	insertAsync(docs: T[]): Promise<T[]>;
 	updateAsync(query: object, update: T, options: { multi?: boolean; upsert?: boolean }): Promise<{ numAffected: number }>;
+	removeAsync(query: object, options: { multi?: boolean }): Promise<number>;
 }
 
-const DEFAULTS = { compactionIntervalMs: 60_000 };
+const DEFAULTS = { compactionIntervalMs: 60_000, feedMax: 100_000 };
 
 /** Without a logger a failed background compaction still shows up on stderr. */
 const defaultLogger: StoreLogger = { info() {}, warn: console.warn, error: console.error };
@@ -78,12 +88,17 @@ export class NedbActorStore implements ActorStore {
 	private readonly logger: StoreLogger;
 	private customers: Nedb<CustomerDoc> | null = null;
 	private journalDb: Nedb<JournalDoc> | null = null;
+	private changesDb: Nedb<ChangeDoc> | null = null;
+	/** The last sequence number given to a change (one process writes these files). */
+	private feedSeq = 0;
+	private readonly feedMax: number;
 	private compactionTimer: NodeJS.Timeout | null = null;
 
 	constructor(opts: NedbActorStoreOptions) {
 		if (!opts.dir) throw new Error("NedbActorStore: option `dir` is required");
 		this.dir = opts.dir;
 		this.compactionIntervalMs = opts.compactionIntervalMs ?? DEFAULTS.compactionIntervalMs;
+		this.feedMax = opts.feedMax ?? DEFAULTS.feedMax;
 		this.logger = opts.logger ?? defaultLogger;
 	}
 
@@ -91,6 +106,11 @@ export class NedbActorStore implements ActorStore {
 		await mkdir(this.dir, { recursive: true });
 		this.customers = await this.openFile<CustomerDoc>("customers.db");
 		this.journalDb = await this.openFile<JournalDoc>("journal.db");
+		this.changesDb = await this.openFile<ChangeDoc>("changes.db");
+		await this.changesDb.ensureIndexAsync({ fieldName: "seq", unique: true });
+		const [newest] = await this.changesDb.findAsync({}, { seq: 1 }).sort({ seq: -1 }).limit(1);
+		this.feedSeq = newest ? newest.seq : 0;
+		await this.journalDb.ensureIndexAsync({ fieldName: "version" });
 		await this.customers.ensureIndexAsync({ fieldName: "riskScore" });
 		await this.customers.ensureIndexAsync({ fieldName: "nextReminderAt", sparse: true });
 		await this.journalDb.ensureIndexAsync({ fieldName: "customerId" });
@@ -110,7 +130,8 @@ export class NedbActorStore implements ActorStore {
 
 	private async compact(): Promise<void> {
 		try {
-			await Promise.all([this.customers?.compactDatafileAsync(), this.journalDb?.compactDatafileAsync()]);
+			if (this.changesDb && this.feedSeq > this.feedMax) await this.changesDb.removeAsync({ seq: { $lte: this.feedSeq - this.feedMax } }, { multi: true });
+			await Promise.all([this.customers?.compactDatafileAsync(), this.journalDb?.compactDatafileAsync(), this.changesDb?.compactDatafileAsync()]);
 		} catch (err) {
 			this.logger.error("NeDB actor store: compaction failed", err);
 		}
@@ -120,16 +141,17 @@ export class NedbActorStore implements ActorStore {
 		if (this.compactionTimer) clearInterval(this.compactionTimer);
 		this.compactionTimer = null;
 		if (!this.customers || !this.journalDb) return;
-		const { customers, journal } = this.dbs();
+		const { customers, journal, changes } = this.dbs();
 		this.customers = null;
 		this.journalDb = null;
+		this.changesDb = null;
 		// Leave compact files behind: the next open then reads one line per customer instead of every version.
-		await Promise.all([customers.compactDatafileAsync(), journal.compactDatafileAsync()]);
+		await Promise.all([customers.compactDatafileAsync(), journal.compactDatafileAsync(), changes.compactDatafileAsync()]);
 	}
 
-	private dbs(): { customers: Nedb<CustomerDoc>; journal: Nedb<JournalDoc> } {
-		if (!this.customers || !this.journalDb) throw new Error("NedbActorStore: not connected (call connect() first)");
-		return { customers: this.customers, journal: this.journalDb };
+	private dbs(): { customers: Nedb<CustomerDoc>; journal: Nedb<JournalDoc>; changes: Nedb<ChangeDoc> } {
+		if (!this.customers || !this.journalDb || !this.changesDb) throw new Error("NedbActorStore: not connected (call connect() first)");
+		return { customers: this.customers, journal: this.journalDb, changes: this.changesDb };
 	}
 
 	async load(id: string): Promise<CustomerState | null> {
@@ -147,16 +169,24 @@ export class NedbActorStore implements ActorStore {
 	}
 
 	async saveBatch(writes: ActorWrite[]): Promise<WriteResult[]> {
-		const { customers, journal } = this.dbs();
+		const { customers, journal, changes } = this.dbs();
 		// All compare-and-sets are queued at once: NeDB's executor runs them in this order, one file append each.
 		const results = await Promise.all(writes.map(w => this.casOne(customers, w)));
 		const entries: JournalDoc[] = [];
+		const feed: ChangeDoc[] = [];
+		// Sequence numbers are taken here, synchronously, and the inserts queued in the same order: NeDB's executor runs
+		// them in that order, so a reader (queued behind them) never sees a later change without the earlier ones.
 		writes.forEach((w, i) => {
 			if (!results[i].ok) return;
-			for (const e of w.journal) entries.push({ customerId: e.customerId, version: e.version, entry: JSON.stringify(e) });
+			for (const e of w.journal) {
+				entries.push({ customerId: e.customerId, version: e.version, entry: JSON.stringify(e) });
+				if (e.change !== undefined) {
+					feed.push({ seq: ++this.feedSeq, item: JSON.stringify({ customerId: e.customerId, version: e.version, riskScore: e.riskScore, appliedAt: e.appliedAt, change: e.change }) });
+				}
+			}
 		});
 		// After the states: a crash in between loses journal lines, never acknowledges an unsaved state.
-		if (entries.length > 0) await journal.insertAsync(entries);
+		await Promise.all([entries.length > 0 ? journal.insertAsync(entries) : null, feed.length > 0 ? changes.insertAsync(feed) : null]);
 		return results;
 	}
 
@@ -181,6 +211,25 @@ export class NedbActorStore implements ActorStore {
 		if (limit <= 0) return [];
 		const docs = await this.dbs().journal.findAsync({ customerId: id }).sort({ version: -1 }).limit(limit);
 		return docs.map(d => JSON.parse(d.entry) as JournalEntry);
+	}
+
+	async journalSince(id: string, afterVersion: number, limit: number): Promise<JournalEntry[]> {
+		if (limit <= 0) return [];
+		const docs = await this.dbs().journal.findAsync({ customerId: id, version: { $gt: afterVersion } }).sort({ version: 1 }).limit(limit);
+		return docs.map(d => JSON.parse(d.entry) as JournalEntry);
+	}
+
+	async changesSince(cursor: string, limit: number): Promise<FeedPage> {
+		const { changes } = this.dbs();
+		const after = cursor === FEED_START ? 0 : Number(cursor);
+		if (limit <= 0) return { items: [], cursor, trimmed: false };
+		const [docs, oldest] = await Promise.all([
+			changes.findAsync({ seq: { $gt: after } }).sort({ seq: 1 }).limit(limit),
+			after > 0 ? changes.findAsync({}, { seq: 1 }).sort({ seq: 1 }).limit(1) : Promise.resolve([])
+		]);
+		const items: FeedItem[] = docs.map(d => ({ cursor: String(d.seq), ...(JSON.parse(d.item) as Omit<FeedItem, "cursor">) }));
+		const trimmed = oldest.length > 0 && oldest[0].seq > after + 1;
+		return { items, cursor: items.length > 0 ? items[items.length - 1].cursor : cursor, trimmed };
 	}
 
 	async listByRisk(minScore: number, limit: number): Promise<RiskRow[]> {

@@ -6,6 +6,9 @@
 //   {prefix}journal:{id}    list    journal entries as JSON ("version" first), newest at the head, trimmed to journalMax
 //   {prefix}risk            zset    member = customer id, score = risk score (every stored customer is in it)
 //   {prefix}reminders       zset    member = customer id, score = earliest reminder (ms); absent without reminders
+//   {prefix}changes         stream  the store-wide change feed: one entry per journal entry with a change record, field
+//                           "e" = { customerId, version, riskScore, appliedAt, change } as JSON, XADDed by the same
+//                           script as the save (so its order is the commit order), capped at about feedMax entries
 // Event-sourced (with a `replay`): a customer's version is the larger of its snapshot's and its newest journal entry's;
 // a journal-only write appends entries after a compare-and-set on that version, and load replays the entries newer
 // than the snapshot. Without `replay` every write carries its snapshot and the journal is history only.
@@ -14,12 +17,15 @@ import { Redis, type ChainableCommander } from "ioredis";
 import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
 import type { CustomerState } from "../models/customer-state.ts";
 import type { Replay } from "../actors/host/replay.ts";
+import { compareCursors, FEED_START, type FeedItem, type FeedPage } from "../models/change-record.ts";
 
 export interface RedisActorStoreOptions {
 	url: string;
 	keyPrefix?: string;
 	/** Journal entries kept per customer. */
 	journalMax?: number;
+	/** Changes kept in the store-wide feed (XADD MAXLEN ~, so Redis may keep a few more). */
+	feedMax?: number;
 	/** Rebuilds a state from snapshot + journal tail; given, the store is event-sourced (accepts journal-only writes). */
 	replay?: Replay;
 	/** Where connection errors are reported (at most one line per 10 s); stderr when absent. */
@@ -29,30 +35,32 @@ export interface RedisActorStoreOptions {
 /** Connection errors repeat every reconnect attempt while Redis is down: report one per this interval. */
 const ERROR_REPORT_INTERVAL_MS = 10_000;
 
-const DEFAULTS = { keyPrefix: "crm:", journalMax: 1000 };
+const DEFAULTS = { keyPrefix: "crm:", journalMax: 1000, feedMax: 1_000_000 };
 
 /**
  * Compare-and-set saves of several customers, each atomic on its own (as is the whole call).
- * KEYS: risk index, reminders index, then customer key and journal key of each write.
- * ARGV: journalMax, then per write: id, expected version, snapshot JSON ("" = journal only, keep the snapshot),
- * risk score ("" = unchanged), next reminder ("" = none, "=" = unchanged), the prefix the newest journal entry must
- * start with ("" = no such check; see ActorWrite.after), number of journal entries, the entries (oldest first).
+ * KEYS: risk index, reminders index, change feed, then customer key and journal key of each write.
+ * ARGV: journalMax, feedMax, then per write: id, expected version, snapshot JSON ("" = journal only, keep the
+ * snapshot), risk score ("" = unchanged), next reminder ("" = none, "=" = unchanged), the prefix the newest journal
+ * entry must start with ("" = no such check; see ActorWrite.after), number n of journal entries, the n entries (oldest
+ * first), then n feed items ("" = none for that entry), XADDed to the change feed in that order.
  * Returns one number per write: -2 saved, -1 conflict with no such customer, -3 unreadable stored state, -4 the
  * expected version but another writer's newest entry (a chained write), else the conflicting current version. Versions are read from the first bytes of the snapshot and of the newest
  * journal entry, so a save never decodes a state.
  */
 const CAS_SAVE_LUA = `
-local riskKey, remindersKey = KEYS[1], KEYS[2]
-local journalMax = tonumber(ARGV[1])
+local riskKey, remindersKey, feedKey = KEYS[1], KEYS[2], KEYS[3]
+local journalMax, feedMax = tonumber(ARGV[1]), ARGV[2]
 local out = {}
-local a, k, w = 2, 3, 0
+local a, k, w = 3, 4, 0
 while a <= #ARGV do
 	w = w + 1
 	local customerKey, journalKey = KEYS[k], KEYS[k + 1]
 	local id, expected, json, score, due, after = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+	local n = tonumber(ARGV[a + 6])
 	local first = a + 7
-	local last = first + tonumber(ARGV[a + 6]) - 1
-	k, a = k + 2, last + 1
+	local last = first + n - 1
+	k, a = k + 2, last + n + 1
 	local head = redis.call("GETRANGE", customerKey, 0, 40)
 	local current = -1
 	if head ~= "" then current = tonumber(string.match(head, '^{"version":(%d+)')) or -3 end
@@ -78,6 +86,9 @@ while a <= #ARGV do
 				length = redis.call("LPUSH", journalKey, unpack(ARGV, i, math.min(i + 499, last)))
 			end
 			if length > journalMax then redis.call("LTRIM", journalKey, 0, journalMax - 1) end
+			for i = last + 1, last + n do
+				if ARGV[i] ~= "" then redis.call("XADD", feedKey, "MAXLEN", "~", feedMax, "*", "e", ARGV[i]) end
+			end
 		end
 		if score ~= "" then redis.call("ZADD", riskKey, score, id) end
 		if due == "" then redis.call("ZREM", remindersKey, id) elseif due ~= "=" then redis.call("ZADD", remindersKey, due, id) end
@@ -112,6 +123,22 @@ end
 return out
 `;
 
+/**
+ * One customer's journal entries above a version, oldest first. KEYS: journal key. ARGV: afterVersion, limit. The
+ * list holds one entry per version, newest at the head, so the entries wanted sit at known indexes below the head's.
+ */
+const JOURNAL_SINCE_LUA = `
+local top = redis.call("LINDEX", KEYS[1], 0)
+if not top then return {} end
+local v = tonumber(string.match(top, '^{"version":(%d+)'))
+local after, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+if not v or v <= after then return {} end
+local stop = v - after - 1
+local start = stop - limit + 1
+if start < 0 then start = 0 end
+return redis.call("LRANGE", KEYS[1], start, stop)
+`;
+
 /** Customers per load script call: bounded so one call does not hold Redis for long. */
 const LOAD_CHUNK = 500;
 
@@ -128,11 +155,23 @@ const CHUNK_BYTES = 1 << 20;
 interface CasSaveCommand {
 	crmActorCasSave(numberOfKeys: number, ...keysAndArgs: (string | number)[]): unknown;
 	crmActorLoad(numberOfKeys: number, ...keys: string[]): unknown;
+	crmActorJournalSince(numberOfKeys: number, ...keysAndArgs: (string | number)[]): unknown;
 }
 
 /** A journal entry's JSON with "version" first, where the scripts read it; entryHead is its fixed prefix. */
 function entryJson(e: JournalEntry): string {
-	return JSON.stringify({ version: e.version, customerId: e.customerId, key: e.key, appliedAt: e.appliedAt, riskScore: e.riskScore, event: e.event });
+	if (e.merge !== undefined) {
+		return JSON.stringify({ version: e.version, customerId: e.customerId, key: e.key, appliedAt: e.appliedAt, riskScore: e.riskScore, merge: e.merge, change: e.change });
+	}
+	return e.reminder === undefined
+		? JSON.stringify({ version: e.version, customerId: e.customerId, key: e.key, appliedAt: e.appliedAt, riskScore: e.riskScore, event: e.event, change: e.change })
+		: JSON.stringify({ version: e.version, customerId: e.customerId, key: e.key, appliedAt: e.appliedAt, riskScore: e.riskScore, reminder: e.reminder, change: e.change });
+}
+
+/** The change feed's copy of an entry ("" without a change record): small, the event itself stays in the journal. */
+function feedJson(e: JournalEntry): string {
+	if (e.change === undefined) return "";
+	return JSON.stringify({ customerId: e.customerId, version: e.version, riskScore: e.riskScore, appliedAt: e.appliedAt, change: e.change });
 }
 
 /** The start of entryJson(e) that names the entry exactly (version, customer, event key, when it was applied). */
@@ -159,11 +198,13 @@ export class RedisActorStore implements ActorStore {
 	private readonly redis: Redis;
 	private readonly prefix: string;
 	private readonly journalMax: number;
+	private readonly feedMax: number;
 
 	constructor(opts: RedisActorStoreOptions) {
 		if (!opts.url) throw new Error("RedisActorStore: option `url` is required");
 		this.prefix = opts.keyPrefix ?? DEFAULTS.keyPrefix;
 		this.journalMax = opts.journalMax ?? DEFAULTS.journalMax;
+		this.feedMax = opts.feedMax ?? DEFAULTS.feedMax;
 		this.replay = opts.replay;
 		this.eventSourced = opts.replay !== undefined;
 		if (!Number.isInteger(this.journalMax) || this.journalMax < 1) throw new Error(`RedisActorStore: option \`journalMax\` must be a positive integer, got ${opts.journalMax}`);
@@ -180,6 +221,7 @@ export class RedisActorStore implements ActorStore {
 		});
 		this.redis.defineCommand("crmActorCasSave", { lua: CAS_SAVE_LUA });
 		this.redis.defineCommand("crmActorLoad", { lua: LOAD_LUA });
+		this.redis.defineCommand("crmActorJournalSince", { lua: JOURNAL_SINCE_LUA });
 	}
 
 	private customerKey(id: string): string {
@@ -196,6 +238,10 @@ export class RedisActorStore implements ActorStore {
 
 	private get remindersKey(): string {
 		return `${this.prefix}reminders`;
+	}
+
+	private get feedKey(): string {
+		return `${this.prefix}changes`;
 	}
 
 	async connect(): Promise<void> {
@@ -249,13 +295,13 @@ export class RedisActorStore implements ActorStore {
 		let args: (string | number)[] = [];
 		let bytes = 0;
 		const send = () => {
-			chunkSizes.push(keys.length / 2 - 1);
+			chunkSizes.push((keys.length - 3) / 2);
 			cas.crmActorCasSave(keys.length, ...keys, ...args);
 		};
 		for (const w of writes) {
 			if (keys.length === 0) {
-				keys = [this.riskKey, this.remindersKey];
-				args = [this.journalMax];
+				keys = [this.riskKey, this.remindersKey, this.feedKey];
+				args = [this.journalMax, this.feedMax];
 				bytes = 0;
 			}
 			if (w.snapshot === false && !this.eventSourced) throw new Error(`Redis actor store: a journal-only write of customer ${w.id}, but this store has no replay`);
@@ -268,8 +314,13 @@ export class RedisActorStore implements ActorStore {
 			const due = base && nextReminderAt(base) === dueAt ? "=" : dueAt === null ? "" : String(dueAt);
 			keys.push(this.customerKey(w.id), this.journalKey(w.id));
 			args.push(w.id, w.expectedVersion, json, score, due, w.after ? entryHead(w.after) : "", journal.length, ...journal);
+			for (const e of w.journal) {
+				const item = feedJson(e);
+				args.push(item);
+				bytes += item.length;
+			}
 			bytes += json.length + journal.reduce((n, e) => n + e.length, 0);
-			if (keys.length / 2 - 1 >= CHUNK_WRITES || bytes >= CHUNK_BYTES) {
+			if ((keys.length - 3) / 2 >= CHUNK_WRITES || bytes >= CHUNK_BYTES) {
 				send();
 				keys = [];
 			}
@@ -296,6 +347,48 @@ export class RedisActorStore implements ActorStore {
 		if (limit <= 0) return [];
 		const items = await this.redis.lrange(this.journalKey(id), 0, limit - 1);
 		return items.map(item => JSON.parse(item) as JournalEntry);
+	}
+
+	async journalSince(id: string, afterVersion: number, limit: number): Promise<JournalEntry[]> {
+		if (limit <= 0) return [];
+		const client = this.redis as Redis & CasSaveCommand;
+		const items = await client.crmActorJournalSince(1, this.journalKey(id), afterVersion, limit) as string[];
+		// Entries of journals written before reminders were journaled may skip versions: keep only what was asked for.
+		return items.map(item => JSON.parse(item) as JournalEntry).filter(e => e.version > afterVersion).reverse();
+	}
+
+	async changesSince(cursor: string, limit: number): Promise<FeedPage> {
+		if (limit <= 0) return { items: [], cursor, trimmed: false };
+		const from = cursor === FEED_START ? "-" : `(${cursor}`;
+		// One round trip: the page, and what the cap has deleted so far (to tell a client that resumes too late).
+		const replies = await this.redis.pipeline()
+			.xrange(this.feedKey, from, "+", "COUNT", limit)
+			.xinfo("STREAM", this.feedKey)
+			.exec();
+		if (replies === null) throw new Error("Redis actor store: reading the change feed was discarded (connection lost)");
+		const [[rangeErr, range], [infoErr, info]] = replies;
+		if (rangeErr) throw rangeErr;
+		const items: FeedItem[] = [];
+		for (const [streamId, fields] of range as Array<[string, string[]]>) {
+			const raw = JSON.parse(fields[1]) as Omit<FeedItem, "cursor">;
+			items.push({ cursor: streamId, customerId: raw.customerId, version: raw.version, riskScore: raw.riskScore, appliedAt: raw.appliedAt, change: raw.change });
+		}
+		let trimmed = false;
+		// No stream yet: XINFO fails with "no such key", and nothing was trimmed.
+		if (!infoErr && cursor !== FEED_START && Array.isArray(info)) {
+			// The cap removes the oldest entries only (and max-deleted-entry-id does not follow XADD's trimming): some are
+			// gone when more were added than are kept, and a cursor older than the first kept one may have missed some.
+			const flat = info as unknown[];
+			const field = (name: string) => {
+				const at = flat.indexOf(name);
+				return at >= 0 ? flat[at + 1] : undefined;
+			};
+			const added = Number(field("entries-added") ?? 0);
+			const length = Number(field("length") ?? 0);
+			const first = field("recorded-first-entry-id");
+			trimmed = added > length && typeof first === "string" && compareCursors(cursor, first) < 0;
+		}
+		return { items, cursor: items.length > 0 ? items[items.length - 1].cursor : cursor, trimmed };
 	}
 
 	async listByRisk(minScore: number, limit: number): Promise<RiskRow[]> {

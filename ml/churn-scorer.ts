@@ -1,7 +1,9 @@
 // Loads churn model artifacts from files, and the one named by CHURN_MODEL for the actor host: "off" disables the
 // factor; a missing or incompatible artifact fails the start with the model loader's message (never scores with
 // garbage). The model itself (ml/model.ts) is pure: it runs in the actor's turn.
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { basename } from "node:path";
 import { ChurnModelError, createChurnScorer, modelFromArtifact, type ChurnModel } from "./model.ts";
 import type { ChurnScorer } from "../actors/customer-actor.types.ts";
 
@@ -32,5 +34,13 @@ export function loadChurnScorer(modelPath: string, logger?: Logger): ChurnScorer
 	}
 	const model = loadChurnModel(modelPath);
 	logger?.info(`churn model: ${modelPath} loaded`);
-	return createChurnScorer(model);
+	const scorer: ChurnScorer = createChurnScorer(model);
+	// The score lineage names the exact artifact: its file, when it was trained and the hash of its bytes.
+	scorer.model = {
+		kind: "model",
+		artifact: basename(modelPath),
+		trainedAt: model.artifact.createdAt,
+		sha256: createHash("sha256").update(readFileSync(modelPath)).digest("hex")
+	};
+	return scorer;
 }

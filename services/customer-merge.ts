@@ -3,7 +3,7 @@
 // customer to its survivor (absorbing first when the absorb is still pending); follows aliases on reads.
 import type { Context, ServiceBroker } from "moleculer";
 import { ActorHostError } from "../actors/host/actor-host.ts";
-import type { JournalEntry } from "../actors/host/actor-store.ts";
+import type { EventJournalEntry } from "../actors/host/actor-store.ts";
 import type { CustomerState } from "../models/customer-state.ts";
 import type { KnownCloudEvent } from "../models/event-data.schemas.ts";
 import {
@@ -171,15 +171,16 @@ const MERGED_JOURNAL_READ = 200;
 
 /**
  * The journal of a survivor with its aliases: its own entries and those of every customer merged into it (their
- * journals stay where they were written), the newest max(limit, 200) of each, interleaved by event time, newest first.
+ * journals stay where they were written), the events among the newest max(limit, 200) entries of each, interleaved
+ * by event time, newest first.
  */
-export async function mergedJournal(svc: ShardedActorService, state: CustomerState, limit: number): Promise<JournalEntry[]> {
+export async function mergedJournal(svc: ShardedActorService, state: CustomerState, limit: number): Promise<EventJournalEntry[]> {
 	const ids = [state.id, ...(state.aliases ?? [])];
 	const read = Math.max(limit, MERGED_JOURNAL_READ);
 	const journals = await Promise.all(ids.map(id => svc.store.journal(id, read)));
-	const all = journals.flat();
-	if (ids.length === 1) return all.slice(0, limit);
-	const time = (e: JournalEntry) => Date.parse(e.event.time);
+	const all: EventJournalEntry[] = [];
+	for (const journal of journals) for (const e of journal) if (e.event !== undefined) all.push(e);
+	const time = (e: EventJournalEntry) => Date.parse(e.event.time);
 	all.sort((x, y) => time(y) - time(x) || y.appliedAt - x.appliedAt || (x.customerId < y.customerId ? -1 : x.customerId > y.customerId ? 1 : y.version - x.version));
 	return all.slice(0, limit);
 }

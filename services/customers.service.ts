@@ -128,7 +128,10 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 					if (state.mergedInto !== undefined) state = await survivorOf(this, ctx, state);
 					await this.host.drain();
 					const entries = state.aliases === undefined ? await this.store.journal(state.id, limit) : await mergedJournal(this, state, limit);
-					return entries.map(e => ({ version: e.version, appliedAt: new Date(e.appliedAt).toISOString(), riskScore: e.riskScore, event: e.event }));
+					// The events the customer received; reminder entries (decay steps) and merge steps show in its change stream and risk history.
+					const views: JournalEntryView[] = [];
+					for (const e of entries) if (e.event !== undefined) views.push({ version: e.version, appliedAt: new Date(e.appliedAt).toISOString(), riskScore: e.riskScore, event: e.event });
+					return views;
 				}
 			},
 			listByRisk: {

@@ -7,8 +7,9 @@ import { eventKey } from "../../models/cloud-event.ts";
 import type { CustomerState } from "../../models/customer-state.ts";
 import type { HandleResult } from "../../models/contract/customers.contract.ts";
 import { emptyCustomerState, reduce, sharingEmpties } from "../customer.reducer.ts";
+import { mergeEntryKey } from "../customer-merge.ts";
 import type { CustomerMessage, Effect, ReduceContext } from "../customer-actor.types.ts";
-import type { ActorStore, ActorWrite, LoadedActor } from "./actor-store.ts";
+import type { ActorStore, ActorWrite, JournalEntry, LoadedActor } from "./actor-store.ts";
 import { SegmentQueue, type QueueItem } from "./segment-queue.ts";
 
 /** How often the host looks for quiet actors to snapshot, and for how long at most per pass. */
@@ -489,15 +490,19 @@ export class ActorHost {
 		actor.state = state;
 		const outcome: HandleResult = { applied: true, version: state.version, riskScore: state.risk.score };
 		if (result.merge !== undefined) outcome.merge = result.merge;
-		// Only events are journaled: a write that carries anything else must carry the state.
-		const entry = msg.kind === "event"
-			? { customerId: actor.id, version: state.version, key: eventKey(msg.event), appliedAt: now, riskScore: outcome.riskScore, event: msg.event }
-			: null;
+		// Every applied message is journaled with its change record (events and reminders alike), so every version
+		// has an entry: change streams resume from the journal, and a write never needs the state for a reminder.
+		const change = result.change ?? undefined;
+		const entry: JournalEntry = msg.kind === "event"
+			? { customerId: actor.id, version: state.version, key: eventKey(msg.event), appliedAt: now, riskScore: outcome.riskScore, event: msg.event, change }
+			: msg.kind === "reminder"
+				? { customerId: actor.id, version: state.version, key: `reminder:${msg.name}`, appliedAt: now, riskScore: outcome.riskScore, reminder: msg.name, change }
+				: { customerId: actor.id, version: state.version, key: mergeEntryKey(msg), appliedAt: now, riskScore: outcome.riskScore, merge: msg, change };
 		let write = actor.next;
 		if (write === null) {
 			// Arrays start at their exact length: most writes carry one message.
 			write = {
-				id: actor.id, expectedVersion: before.version, state, journal: entry === null ? [] : [entry], snapshot: entry === null,
+				id: actor.id, expectedVersion: before.version, state, journal: [entry], snapshot: false,
 				base: before, after: undefined, actor, cancelled: false, effects: null, origins: null,
 				callers: [resolve, reject, outcome]
 			};
@@ -507,11 +512,12 @@ export class ActorHost {
 			this.addedSinceFlush++;
 		} else {
 			write.state = state;
-			if (entry === null) write.snapshot = true;
-			else write.journal.push(entry);
+			write.journal.push(entry);
 			this.await(write, resolve, reject, outcome);
 		}
 		actor.latest = write;
+		// A merge step's write carries the state: activations never replay an absorb (nor its absorbed state).
+		if (entry.merge !== undefined) write.snapshot = true;
 		const effects = result.effects;
 		if (effects.length > 0) {
 			const all = (write.effects ??= []);

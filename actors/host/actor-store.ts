@@ -3,20 +3,45 @@
 // written only now and then (ActorWrite.snapshot); load rebuilds the current state as snapshot + journal tail.
 import type { KnownCloudEvent } from "../../models/event-data.schemas.ts";
 import type { CustomerState } from "../../models/customer-state.ts";
+import type { ChangeRecord, FeedPage } from "../../models/change-record.ts";
+import type { MergeMessage } from "../customer-actor.types.ts";
 
-export interface JournalEntry {
+interface JournalEntryBase {
 	customerId: string;
-	/** State version right after this event was applied. */
+	/** State version right after this message was applied: every version has exactly one entry. */
 	version: number;
-	/** Dedup key `source/id`. */
+	/** Dedup key `source/id` of an event; `reminder:<name>` for a reminder. */
 	key: string;
 	/** When the actor applied it (ms since epoch). */
 	appliedAt: number;
-	/** Risk score after the event. */
+	/** Risk score after the message. */
 	riskScore: number;
-	/** The validated event (stores hand back what they were given). */
-	event: KnownCloudEvent;
+	/** What changed and why (absent only in entries written before change records existed). */
+	change?: ChangeRecord;
 }
+
+/** An applied event: the validated event (stores hand back what they were given). */
+export interface EventJournalEntry extends JournalEntryBase {
+	event: KnownCloudEvent;
+	reminder?: undefined;
+	merge?: undefined;
+}
+
+/** An applied reminder (e.g. a risk decay step): replayed with its appliedAt as the clock. */
+export interface ReminderJournalEntry extends JournalEntryBase {
+	reminder: string;
+	event?: undefined;
+	merge?: undefined;
+}
+
+/** An applied step of a customer merge (actors/customer-merge.ts); an absorb carries the absorbed sealed state. */
+export interface MergeJournalEntry extends JournalEntryBase {
+	merge: MergeMessage;
+	event?: undefined;
+	reminder?: undefined;
+}
+
+export type JournalEntry = EventJournalEntry | ReminderJournalEntry | MergeJournalEntry;
 
 export interface ActorWrite {
 	id: string;
@@ -92,6 +117,17 @@ export interface ActorStore {
 	saveBatch(writes: ActorWrite[]): Promise<WriteResult[]>;
 	/** Newest first. */
 	journal(id: string, limit: number): Promise<JournalEntry[]>;
+	/**
+	 * The entries of one customer with a version above `afterVersion`, oldest first, at most `limit`: what a change
+	 * stream resumes from. Entries trimmed by the store's journal bound are missing (the first returned is then above
+	 * afterVersion + 1).
+	 */
+	journalSince(id: string, afterVersion: number, limit: number): Promise<JournalEntry[]>;
+	/**
+	 * The store-wide feed of change records, in commit order, after `cursor` (FEED_START: from the oldest kept), at
+	 * most `limit`. Every persisted journal entry that carries a change record is in it once.
+	 */
+	changesSince(cursor: string, limit: number): Promise<FeedPage>;
 	/** Customers with a risk score strictly above `minScore`, highest first. */
 	listByRisk(minScore: number, limit: number): Promise<RiskRow[]>;
 	/** Customers with a reminder due at or before `now`, earliest first. */

@@ -1,9 +1,9 @@
-// Rebuilding a customer's state from its snapshot and the journal entries written after it: the read side of the
+// Rebuilding a customer's state from its snapshot and the journal entries (events and reminders) written after it: the read side of the
 // event-sourced stores. Pure: the reducer is deterministic given the event and the clock it was applied with, and
 // each journal entry records that clock (appliedAt).
 import type { CustomerState } from "../../models/customer-state.ts";
 import { emptyCustomerState, reduce } from "../customer.reducer.ts";
-import type { ReduceContext } from "../customer-actor.types.ts";
+import type { CustomerMessage, ReduceContext } from "../customer-actor.types.ts";
 import type { JournalEntry } from "./actor-store.ts";
 
 /** Snapshot (null: none yet) + journal tail (oldest first) → current state. Throws ReplayError when they do not fit. */
@@ -33,7 +33,10 @@ export function journalReplay(reduceContext: (now: number) => ReduceContext): Re
 			if (entry.version !== state.version + 1) {
 				throw new ReplayError(`customer ${id}: journal entry v${entry.version} does not follow state v${state.version}`, "JOURNAL_GAP");
 			}
-			const out = reduce(state, { kind: "event", event: entry.event }, reduceContext(entry.appliedAt));
+			const msg: CustomerMessage = entry.merge !== undefined
+				? entry.merge
+				: entry.reminder === undefined ? { kind: "event", event: entry.event } : { kind: "reminder", name: entry.reminder };
+			const out = reduce(state, msg, reduceContext(entry.appliedAt));
 			if (!out.applied || out.state.version !== entry.version) {
 				throw new ReplayError(`customer ${id}: replaying journal entry v${entry.version} (${entry.key}) did not apply`, "REPLAY_DIVERGED");
 			}

@@ -42,7 +42,7 @@ export interface NoolsSession {
 	dispose(): void;
 	halt(): void;
 	on(event: "fire", listener: (ruleName: string) => void): void;
-	agenda: { isEmpty(): boolean; fireNext(): unknown };
+	agenda: { isEmpty(): boolean; fireNext(): unknown; peek(): { rule?: { name?: string } } | undefined };
 }
 
 interface NoolsModule {

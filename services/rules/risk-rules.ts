@@ -10,6 +10,7 @@ import {
 	pinnedEventType,
 	riskTableFn,
 	type CompiledRiskRule,
+	type FiredRule,
 	type PointsDelta,
 	type RiskEventFact,
 	type RiskRulesFn
@@ -49,10 +50,13 @@ export interface RiskRuleSet {
  * synchronously (agenda.fireNext in a loop), never with the asynchronous session.match().
  */
 let collecting: PointsDelta[] | null = null;
+/** The lineage of the evaluation under way (same reasoning): the rule firing now, and where it reports. */
+let firing: { file: string; rule: string; fired: FiredRule[] } | null = null;
 const riskScope = {
 	addPoints(factor: string, points: number): void {
 		if (collecting === null) throw new Error("addPoints() called outside a risk rule evaluation");
 		collecting.push({ factor, points });
+		if (firing !== null) firing.fired.push({ file: firing.file, rule: firing.rule, factor, points });
 	}
 };
 
@@ -65,9 +69,9 @@ export function loadRiskRules(file: string, engine: RiskRulesEngine): RiskRuleSe
 		if (engine === "table") {
 			// The table does not use the compiled flow; it was compiled only to prove the file is valid nools.
 			loaded.dispose();
-			return { file, engine, rules, evaluate: riskTableFn(table), dispose() {} };
+			return { file, engine, rules, evaluate: riskTableFn(table, file), dispose() {} };
 		}
-		return { file, engine, rules, ...sessionEvaluator(loaded) };
+		return { file, engine, rules, ...sessionEvaluator(loaded, file) };
 	} catch (err) {
 		loaded.dispose();
 		throw err;
@@ -113,23 +117,34 @@ function compileTable(loaded: LoadedRuleFile): CompiledRiskRule[] {
  * One nools session for the node, kept across events: each event is asserted, the agenda is fired synchronously
  * and the fact retracted. (A fresh session per event rebuilds the Rete network and costs ~20× more.)
  */
-function sessionEvaluator(loaded: LoadedRuleFile): Pick<RiskRuleSet, "evaluate" | "dispose"> {
+function sessionEvaluator(loaded: LoadedRuleFile, file: string): Pick<RiskRuleSet, "evaluate" | "dispose"> {
 	let session: NoolsSession = loaded.flow.getSession();
-	const evaluate: RiskRulesFn = (factors: Factors, type: EventType, data: EventData) => {
+	const evaluate: RiskRulesFn = (factors: Factors, type: EventType, data: EventData, fired?: FiredRule[]) => {
 		const fact = new RiskEvent(type, data);
 		const deltas: PointsDelta[] = [];
 		collecting = deltas;
+		const lineage = fired === undefined ? null : { file, rule: "", fired };
+		const firedBefore = fired?.length ?? 0;
 		try {
 			session.assert(fact);
-			while (!session.agenda.isEmpty()) session.agenda.fireNext();
+			while (!session.agenda.isEmpty()) {
+				if (lineage !== null) {
+					// The activation about to fire names its rule: addPoints() reports under that name.
+					lineage.rule = session.agenda.peek()?.rule?.name ?? "";
+					firing = lineage;
+				}
+				session.agenda.fireNext();
+			}
 			session.retract(fact);
 		} catch {
 			// A condition that throws leaves the network half-updated: start over with a clean session, no deltas.
 			session.dispose();
 			session = loaded.flow.getSession();
+			if (fired !== undefined) fired.length = firedBefore;
 			return factors;
 		} finally {
 			collecting = null;
+			firing = null;
 		}
 		return applyDeltas(factors, deltas);
 	};
@@ -155,7 +170,7 @@ export class RiskRulesHolder {
 		this.engine = engine;
 		this.set = loadRiskRules(file, engine);
 		this.loadedAt = new Date();
-		this.evaluate = (factors, type, data) => this.set.evaluate(factors, type, data);
+		this.evaluate = (factors, type, data, fired) => this.set.evaluate(factors, type, data, fired);
 	}
 
 	get rules(): RiskRuleSummary[] {

@@ -12,6 +12,7 @@ import { NedbActorStore } from "../../adapters/nedb.store.ts";
 import { RedisActorStore } from "../../adapters/redis.store.ts";
 import type { CustomerState } from "../../models/customer-state.ts";
 import { startRedis, type ServerHandle } from "../harness.ts";
+import { compareCursors, FEED_START, type ChangeRecord, type FeedItem } from "../../models/change-record.ts";
 
 interface StoreFixture {
 	store: ActorStore;
@@ -62,6 +63,42 @@ function entry(customerId: string, version: number): JournalEntry {
 			subject: customerId, time: "2023-11-14T22:13:20Z", data: { orderId: `o-${version}`, newStatus: "CANCELLED" }
 		}
 	};
+}
+
+/** A change record as the reducer writes them, with a risk lineage on even versions. */
+function change(version: number): ChangeRecord {
+	const record: ChangeRecord = { version, cause: { event: { source: "test", id: `e-${version}`, type: "crm.order.status_changed" } }, fields: ["orderStatus", "counters"] };
+	if (version % 2 === 0) {
+		record.risk = { old: version - 1, new: version, lineage: [{ factor: "order.cancelled", delta: 1, cause: { kind: "rule", file: "rules/risk.nools", rule: "OrderCancelled" } }] };
+	}
+	return record;
+}
+
+/** A journal entry with its change record. */
+function changed(customerId: string, version: number): JournalEntry {
+	const e = entry(customerId, version);
+	return { ...e, change: change(version) };
+}
+
+/** A reminder's journal entry (a decay step), with its change record. */
+function reminderEntry(customerId: string, version: number): JournalEntry {
+	return {
+		customerId, version, key: "reminder:risk.decay", appliedAt: 1_700_000_000_000 + version, riskScore: 1, reminder: "risk.decay",
+		change: { version, cause: { reminder: "risk.decay" }, fields: ["risk", "reminders"], risk: { old: 2, new: 1, lineage: [{ factor: "order.cancelled", delta: -1, cause: { kind: "decay", reminder: "risk.decay" } }] } }
+	};
+}
+
+/** Every change of the feed from its start, page by page. */
+async function wholeFeed(store: ActorStore, pageSize = 3): Promise<FeedItem[]> {
+	const items: FeedItem[] = [];
+	let cursor = FEED_START;
+	for (;;) {
+		const page = await store.changesSince(cursor, pageSize);
+		assert.equal(page.trimmed, false);
+		items.push(...page.items);
+		if (page.items.length === 0) return items;
+		cursor = page.cursor;
+	}
 }
 
 function write(id: string, expectedVersion: number, state: CustomerState, journal: JournalEntry[] = []): ActorWrite {
@@ -269,6 +306,41 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
 			});
 		});
 
+		void describe("change feed and journal since", () => {
+			before(fresh);
+			after(dispose);
+
+			void it("gives one customer's entries above a version, oldest first, limited, reminders included", async () => {
+				await saveOne(store, write("j1", 0, makeState("j1", 3), [changed("j1", 1), changed("j1", 2), reminderEntry("j1", 3)]));
+				await saveOne(store, write("j1", 3, makeState("j1", 5), [changed("j1", 4), changed("j1", 5)]));
+				assert.deepEqual(await store.journalSince("j1", 0, 100), [changed("j1", 1), changed("j1", 2), reminderEntry("j1", 3), changed("j1", 4), changed("j1", 5)]);
+				assert.deepEqual(await store.journalSince("j1", 2, 2), [reminderEntry("j1", 3), changed("j1", 4)]);
+				assert.deepEqual(await store.journalSince("j1", 5, 10), []);
+				assert.deepEqual(await store.journalSince("nobody", 0, 10), []);
+				assert.deepEqual((await store.journal("j1", 10)).map(e => e.version), [5, 4, 3, 2, 1]);
+			});
+
+			void it("lists every persisted change once, in commit order, across customers and pages; refused writes and entries without a record are not in it", async () => {
+				await saveOne(store, write("j2", 0, makeState("j2", 1), [changed("j2", 1)]));
+				const results = await store.saveBatch([
+					write("j2", 1, makeState("j2", 2), [changed("j2", 2)]),
+					write("j1", 1, makeState("j1", 9), [changed("j1", 9)]),
+					write("j3", 0, makeState("j3", 2), [entry("j3", 1), changed("j3", 2)])
+				]);
+				assert.deepEqual(results.map(r => r.ok), [true, false, true]);
+				const feed = await wholeFeed(store);
+				assert.deepEqual(feed.map(i => `${i.customerId}@${i.version}`), ["j1@1", "j1@2", "j1@3", "j1@4", "j1@5", "j2@1", "j2@2", "j3@2"]);
+				for (let i = 1; i < feed.length; i++) assert.ok(compareCursors(feed[i - 1].cursor, feed[i].cursor) < 0, "cursors increase");
+				assert.deepEqual(feed[2].change, reminderEntry("j1", 3).change);
+				assert.deepEqual(feed[1], { cursor: feed[1].cursor, customerId: "j1", version: 2, riskScore: 2, appliedAt: 1_700_000_000_002, change: change(2) });
+				const tail = await store.changesSince(feed[5].cursor, 10);
+				assert.deepEqual(tail.items, feed.slice(6));
+				assert.equal(tail.trimmed, false);
+				const none = await store.changesSince(feed.at(-1)!.cursor, 10);
+				assert.deepEqual(none, { items: [], cursor: feed.at(-1)!.cursor, trimmed: false });
+			});
+		});
+
 		void describe("persistence", () => {
 			before(fresh);
 			after(dispose);
@@ -291,9 +363,37 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
 				// The compare-and-set still sees the persisted version.
 				assert.deepEqual(await store.saveBatch([write("p2", 1, makeState("p2", 3))]), [{ id: "p2", ok: false, currentVersion: 2 }]);
 			});
+
+			void it("keeps the change feed across close and reopen, and goes on after its last cursor", async (t) => {
+				if (!fixture.reopen) {
+					t.skip(`${name} keeps nothing across a reopen`);
+					return;
+				}
+				await saveOne(store, write("f1", 0, makeState("f1", 2), [changed("f1", 1), changed("f1", 2)]));
+				const before = await wholeFeed(store);
+				store = await fixture.reopen();
+				assert.deepEqual(await wholeFeed(store), before);
+				await saveOne(store, write("f1", 2, makeState("f1", 3), [changed("f1", 3)]));
+				const page = await store.changesSince(before.at(-1)!.cursor, 10);
+				assert.deepEqual(page.items.map(i => `${i.customerId}@${i.version}`), ["f1@3"]);
+				assert.ok(compareCursors(before.at(-1)!.cursor, page.items[0].cursor) < 0);
+				assert.deepEqual(await store.journalSince("f1", 1, 10), [changed("f1", 2), changed("f1", 3)]);
+			});
 		});
 	});
 }
+
+void describe("memory store change feed bound", () => {
+	void it("keeps about feedMax changes and says when a cursor is older than that", async () => {
+		const store = new MemoryActorStore({ feedMax: 8 });
+		await saveOne(store, write("m", 0, makeState("m", 1), [changed("m", 1)]));
+		for (let v = 2; v <= 30; v++) await saveOne(store, write("m", v - 1, makeState("m", v), [changed("m", v)]));
+		const page = await store.changesSince("1", 100);
+		assert.equal(page.trimmed, true);
+		assert.equal(page.items.at(-1)!.version, 30);
+		assert.equal((await store.changesSince(page.items[0].cursor, 100)).trimmed, false);
+	});
+});
 
 describeStoreContract("memory", async () => {
 	const store = new MemoryActorStore();
@@ -368,6 +468,25 @@ void describe("redis-server", () => {
 
 	void it("closes a store that never connected", async () => {
 		await new RedisActorStore({ url: redis.url }).close();
+	});
+
+	void it("caps the change feed and tells a client that resumes from before the cap that changes were trimmed", async () => {
+		const store = new RedisActorStore({ url: redis.url, keyPrefix: "crm-feedcap:", feedMax: 10 });
+		await store.connect();
+		try {
+			const first = await store.changesSince(FEED_START, 1);
+			assert.deepEqual(first, { items: [], cursor: FEED_START, trimmed: false });
+			await saveOne(store, write("c", 0, makeState("c", 1), [changed("c", 1)]));
+			const early = (await store.changesSince(FEED_START, 1)).cursor;
+			for (let v = 2; v <= 400; v++) await saveOne(store, write("c", v - 1, makeState("c", v), [changed("c", v)]));
+			const late = await store.changesSince(early, 1000);
+			assert.equal(late.trimmed, true);
+			assert.ok(late.items.length < 399 && late.items.length >= 10, `kept ${late.items.length}`);
+			assert.equal(late.items.at(-1)!.version, 400);
+			assert.equal((await store.changesSince(late.items[0].cursor, 1000)).trimmed, false);
+		} finally {
+			await store.close();
+		}
 	});
 
 	void it("trims each journal to journalMax, keeping the newest", async () => {

@@ -96,7 +96,7 @@ void describe("event-sourced Redis store under the actor host", () => {
 		await host.stop();
 	});
 
-	void it("snapshots a quiet actor with a long enough tail, and every write that carries a reminder", async () => {
+	void it("snapshots a quiet actor with a long enough tail; a reminder is journaled like an event and replays", async () => {
 		let clock = T0;
 		const store = await open();
 		const host = makeHost(store, { snapshotEvery: 100, snapshotMinTail: 2, now: () => clock });
@@ -112,8 +112,16 @@ void describe("event-sourced Redis store under the actor host", () => {
 		assert.equal(await snapshotVersion("es-3b"), 0, "a tail of one event is shorter than snapshotMinTail: left to replay");
 		clock += 8 * 24 * 3600_000;
 		assert.equal(await host.deliverDueReminders(), 1);
-		assert.equal(await snapshotVersion("es-3"), 3, "the reminder's write carries the state (reminders are not journaled)");
+		assert.equal(await snapshotVersion("es-3"), 2, "the reminder's write is journal-only: it has an entry of its own");
+		const [entry] = await store.journalSince("es-3", 2, 10);
+		assert.equal(entry.reminder, "risk.decay");
+		assert.deepEqual(entry.change?.cause, { reminder: "risk.decay" });
+		assert.equal(entry.change?.risk?.lineage[0].cause.kind, "decay");
+		const live = await host.get("es-3");
 		await host.stop();
+		const [reloaded] = await store.loadMany(["es-3"]);
+		assert.equal(reloaded?.sinceSnapshot, 1);
+		assert.deepEqual(reloaded?.state, JSON.parse(JSON.stringify(live)), "snapshot + the reminder's entry replay to the live state");
 	});
 
 	void it("snapshots an actor passivated with a long enough tail, so its next activation replays nothing", async () => {

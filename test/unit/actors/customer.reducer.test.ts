@@ -547,3 +547,54 @@ void describe("shared empty collections", () => {
 		assert.deepEqual(withOrder, JSON.parse(JSON.stringify(s)));
 	});
 });
+
+void describe("change record and score lineage", () => {
+	const open = (ticketId: string) => ev("crm.ticket.opened", { ticketId, priority: "LOW", category: "billing" });
+
+	void it("names the event, the changed fields and, for a cancelled order, the rule with its delta", () => {
+		const [r] = run([cancel("o-1", { id: "c-1" })]);
+		assert.ok(r.change);
+		assert.equal(r.change.version, 1);
+		assert.deepEqual(r.change.cause, { event: { source: "test", id: "c-1", type: "crm.order.status_changed" } });
+		assert.deepEqual(r.change.fields, ["createdAt", "lastActivityAt", "counters", "orderStatus", "risk", "reminders"]);
+		assert.deepEqual(r.change.risk, {
+			old: 0, new: 10,
+			lineage: [{ factor: "order.cancelled", delta: 10, cause: { kind: "rule", file: "actors/risk.ts", rule: "order-cancelled" } }]
+		});
+	});
+
+	void it("has no risk part when no factor moves, and no record for a duplicate", () => {
+		const [view, dup] = run([ev("crm.page.viewed", { url: "/" }, { id: "p-1" }), ev("crm.page.viewed", { url: "/" }, { id: "p-1" })]);
+		assert.equal(view.change?.risk, undefined);
+		assert.deepEqual(view.change?.fields, ["createdAt", "lastActivityAt", "counters"]);
+		assert.equal(dup.change, null);
+	});
+
+	void it("names the rule file and rule of the rules it was given, and the churn model artifact", () => {
+		const riskRules: ReduceContext["riskRules"] = (factors, _type, _data, fired) => {
+			fired?.push({ file: "rules/risk.nools", rule: "PaymentFailed", factor: "payment.failed", points: 8 });
+			return { ...factors, "payment.failed": (factors["payment.failed"] ?? 0) + 8 };
+		};
+		const churnScorer = Object.assign(() => 0.5, { model: { kind: "model" as const, artifact: "churn-telco.json", trainedAt: "2025-01-01T00:00:00.000Z", sha256: "ab".repeat(32) } });
+		const [r] = run([ev("crm.payment.failed", { paymentId: "p", amount: 5, currency: "EUR" })], ctx({ riskRules, churnScorer }));
+		assert.deepEqual(r.change?.risk?.lineage, [
+			{ factor: "payment.failed", delta: 8, cause: { kind: "rule", file: "rules/risk.nools", rule: "PaymentFailed" } },
+			{ factor: "churn.model", delta: 15, cause: churnScorer.model }
+		]);
+		assert.deepEqual([r.change?.risk?.old, r.change?.risk?.new], [0, 23]);
+	});
+
+	void it("attributes the open-tickets factor to the number of open tickets", () => {
+		const results = run([open("t1"), open("t2"), open("t3")]);
+		const lineage = results[2].change?.risk?.lineage;
+		assert.deepEqual(lineage, [{ factor: "tickets.open", delta: 5, cause: { kind: "tickets.open", openTickets: 3 } }]);
+	});
+
+	void it("attributes a decay step to its reminder, with negative deltas", () => {
+		const results = run([cancel("o-1"), reminder()], ctx({ now: T0 + DECAY_AFTER + 1 }));
+		const decay = results[1].change;
+		assert.deepEqual(decay?.cause, { reminder: REMINDER_RISK_DECAY });
+		assert.deepEqual(decay?.risk, { old: 10, new: 5, lineage: [{ factor: "order.cancelled", delta: -5, cause: { kind: "decay", reminder: REMINDER_RISK_DECAY } }] });
+		assert.equal(decay?.version, 2);
+	});
+});

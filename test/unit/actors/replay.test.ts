@@ -20,12 +20,12 @@ const replay = journalReplay(context);
 interface Run {
 	/** State after each applied message; states[0] is the empty state. */
 	states: CustomerState[];
-	/** Journal entry of each applied event, by version (undefined for a reminder's version). */
+	/** Journal entry of each applied message (events and reminders), by version; entries[0] is undefined. */
 	entries: Array<JournalEntry | undefined>;
 	duplicates: number;
 }
 
-/** What the actor host does: apply in order, journal each applied event with the clock it was applied at. */
+/** What the actor host does: apply in order, journal each applied message with the clock it was applied at. */
 function live(id: string, seed: number, length: number): Run {
 	let state = emptyCustomerState(id);
 	const run: Run = { states: [state], entries: [undefined], duplicates: 0 };
@@ -38,9 +38,11 @@ function live(id: string, seed: number, length: number): Run {
 		if (out.state === state) continue;
 		state = out.state;
 		run.states.push(state);
+		const change = out.change ?? undefined;
+		if (msg.kind !== "event" && msg.kind !== "reminder") throw new Error("random histories hold events and reminders only");
 		run.entries.push(msg.kind === "event"
-			? { customerId: id, version: state.version, key: eventKey(msg.event), appliedAt: now, riskScore: state.risk.score, event: msg.event }
-			: undefined);
+			? { customerId: id, version: state.version, key: eventKey(msg.event), appliedAt: now, riskScore: state.risk.score, event: msg.event, change }
+			: { customerId: id, version: state.version, key: `reminder:${msg.name}`, appliedAt: now, riskScore: state.risk.score, reminder: msg.name, change });
 	}
 	return run;
 }
@@ -52,15 +54,14 @@ void describe("snapshot + journal tail replay", () => {
 	void it("rebuilds exactly the live state from any snapshot point, for 200 random histories", () => {
 		let checked = 0;
 		let duplicates = 0;
+		let reminders = 0;
 		for (let seed = 1; seed <= 200; seed++) {
 			const run = live(`c${seed}`, seed, 60);
 			duplicates += run.duplicates;
+			reminders += run.entries.filter(e => e?.reminder !== undefined).length;
 			const last = run.states.length - 1;
-			// Reminders are never journaled: the host writes a snapshot with every write that carries one, so a tail
-			// starts after the last reminder. Every such cut point must replay to the live state.
-			let firstCut = 0;
-			for (let v = 1; v <= last; v++) if (run.entries[v] === undefined) firstCut = v;
-			for (let cut = firstCut; cut <= last; cut++) {
+			// Reminders are journaled like events: every cut point, before or after a decay step, replays to the live state.
+			for (let cut = 0; cut <= last; cut++) {
 				const tail = run.entries.slice(cut + 1) as JournalEntry[];
 				const snapshot = cut === 0 ? null : stored(run.states[cut]);
 				assert.deepEqual(replay(`c${seed}`, snapshot, tail), stored(run.states[last]), `seed ${seed}, snapshot at v${cut} of v${last}`);
@@ -68,6 +69,7 @@ void describe("snapshot + journal tail replay", () => {
 			}
 		}
 		assert.ok(checked > 2000, `checked ${checked} cut points`);
+		assert.ok(reminders > 10, `the histories include applied reminders (${reminders})`);
 		assert.ok(duplicates > 100, "the histories include redeliveries");
 	});
 
@@ -75,10 +77,10 @@ void describe("snapshot + journal tail replay", () => {
 		const run = live("d1", 7, 40);
 		const last = run.states.length - 1;
 		const cut = last - 5;
-		const tail = run.entries.slice(cut + 1);
-		assert.ok(tail.every(e => e !== undefined), "no reminder in the tail for this seed");
-		const rebuilt = replay("d1", stored(run.states[cut]), tail as JournalEntry[]);
-		const again = (tail.at(-1) as JournalEntry).event;
+		const tail = run.entries.slice(cut + 1) as JournalEntry[];
+		const rebuilt = replay("d1", stored(run.states[cut]), tail);
+		const again = tail.findLast(e => e.event !== undefined)?.event;
+		assert.ok(again !== undefined, "the tail holds an event");
 		const out = reduce(rebuilt, { kind: "event", event: again }, context(Date.now()));
 		assert.equal(out.applied, false, "the event of the newest journal entry is recognised");
 		assert.equal(out.state, rebuilt);

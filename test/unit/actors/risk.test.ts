@@ -47,7 +47,7 @@ void describe("applyRiskRules: the default table", () => {
 
 	void it("takes a replacement table", () => {
 		const rules = [{ id: "pv", type: "crm.page.viewed" as const, factor: "pages", points: 1 }];
-		assert.deepEqual(applyRiskRules({}, "crm.page.viewed", { url: "/" }, rules), { pages: 1 });
+		assert.deepEqual(applyRiskRules({}, "crm.page.viewed", { url: "/" }, undefined, rules), { pages: 1 });
 		assert.ok(RISK_RULES.length > 0);
 	});
 });

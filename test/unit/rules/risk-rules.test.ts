@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import type { EventType, Json } from "../../../models/cloud-event.ts";
 import { applyRiskRules, type Factors } from "../../../actors/risk.ts";
-import { applyDeltas, parseRiskAction, pinnedEventType } from "../../../actors/risk-rules.ts";
+import { applyDeltas, parseRiskAction, pinnedEventType, type FiredRule } from "../../../actors/risk-rules.ts";
 import { loadRiskRules, type RiskRuleSet } from "../../../services/rules/risk-rules.ts";
 import { parseCondition } from "../../../services/rules/nools-loader.ts";
 
@@ -123,4 +123,23 @@ void describe("pinnedEventType", () => {
 		["e.data.type == 'crm.a'", undefined]
 	];
 	for (const [condition, type] of cases) void it(`${condition} -> ${type}`, () => assert.equal(pinnedEventType(parseCondition(condition), "e"), type));
+});
+
+void describe("risk rules report the rules that fired (score lineage)", () => {
+	for (const engine of ["table", "nools"] as const) {
+		void it(`${engine}: names the rule file and the rule with its points`, () => {
+			const set = loadRiskRules("rules/risk.nools", engine);
+			try {
+				const fired: FiredRule[] = [];
+				const out = set.evaluate({}, "crm.order.status_changed", { orderId: "1", newStatus: "CANCELLED" }, fired);
+				assert.deepEqual(out, { "order.cancelled": 10 });
+				assert.deepEqual(fired, [{ file: "rules/risk.nools", rule: "OrderCancelled", factor: "order.cancelled", points: 10 }]);
+				const none: FiredRule[] = [];
+				set.evaluate({}, "crm.page.viewed", { url: "/" }, none);
+				assert.deepEqual(none, []);
+			} finally {
+				set.dispose();
+			}
+		});
+	}
 });
