@@ -46,6 +46,56 @@ describe("customer merge on a cluster under SIGKILL of either owner", () => {
 		await Promise.all([nats?.stop(), redis?.stop()]);
 	});
 
+	it("a merge cut by a SIGKILL after its intent, or after its seal, is completed by the next event or read", { timeout: 90_000 }, async () => {
+		const env = { TRANSPORTER: nats.url, REDIS_URL: redis.url, ...NODE_ENV };
+		const victim = await startNodeProcess("node-4", env);
+		const all = [...NODES, "node-4"];
+		await waitFor(async () => {
+			const s = await observer.call<{ members: string[] }, Record<string, never>>("customers.nodeStats", {}, { nodeID: "node-4", retries: 0, timeout: 5000 });
+			return s.members.join(",") === all.join(",");
+		}, { timeoutMs: 15_000, message: "node-4 joined" });
+		const run = `cut${Date.now().toString(36)}`;
+		/** Ids owned by `owner` (or by anyone but the victim when `owner` is null). */
+		const ids = (prefix: string, owner: string | null, n: number) => {
+			const out: string[] = [];
+			for (let i = 0; out.length < n; i++) {
+				const id = `${prefix}-${run}-${i}`;
+				const o = ownerOf(id, all);
+				if (owner === null ? o !== "node-4" : o === owner) out.push(id);
+			}
+			return out;
+		};
+		const client = new RetryingClient(NODES.map(n => nodes.get(n) as NodeProcess).filter(n => n.alive()));
+		const view = (id: string) => ({ specversion: "1.0", id: `${id}-${Math.random().toString(36).slice(2)}`, source: "/cut", type: "crm.page.viewed", subject: id, time: new Date().toISOString(), data: { url: "/" } });
+		const post = async (id: string) => assert.equal((await client.call("/api/v1/events", { method: "POST", json: view(id) })).status, 202);
+		const stepOn = (params: Record<string, string>) => observer.call<{ merge?: { status: string } }, unknown>("customers.mergeStep", params);
+		// 1: intent persisted on a survivor the victim owns, nothing else. 2: intent (survivor elsewhere) and seal of a
+		// merged customer the victim owns. 3: intent on the victim's survivor and seal elsewhere.
+		const [a1, a3] = ids("cut-a", "node-4", 2);
+		const [a2, b1, b3] = ids("cut-b", null, 3);
+		const [b2] = ids("cut-c", "node-4", 1);
+		const cases = [{ a: a1, b: b1, seal: false }, { a: a2, b: b2, seal: true }, { a: a3, b: b3, seal: true }];
+		for (const { a, b, seal } of cases) {
+			await post(a);
+			await post(b);
+			assert.equal((await stepOn({ customerId: a, step: "intent", from: b })).merge?.status, "done");
+			if (seal) assert.equal((await stepOn({ customerId: b, step: "seal", into: a })).merge?.status, "done");
+		}
+		await victim.kill("SIGKILL");
+		// Case 1 and 3: the next event for the survivor activates it on its new owner, which completes the merge.
+		await post(a1);
+		await post(a3);
+		// Case 2: the next event for the sealed customer goes to the survivor, which absorbs it first.
+		await post(b2);
+		for (const { a, b } of cases) {
+			await waitFor(async () => (await client.call(`/api/v1/customers/${a}`)).body.aliases?.join() === b, { timeoutMs: 20_000, message: `${b} merged into ${a}` });
+			const v = (await client.call(`/api/v1/customers/${a}`)).body;
+			assert.equal(v.mergingFrom, undefined);
+			assert.equal(v.counters.pageViews, 3, `${a}: both ids' events (two of one, one of the other), each once`);
+			assert.equal((await client.call(`/api/v1/customers/${b}`)).body.resolvedFrom, b);
+		}
+	});
+
 	it("loses no event, applies none twice and merges once", { timeout: 180_000 }, async t => {
 		const run = Date.now().toString(36);
 		const pairs: Pair[] = [];
