@@ -5,7 +5,7 @@
 // them out, so the in-process host pays no copy per event. Nothing to replay: the current state is always held.
 import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
 import type { CustomerState } from "../models/customer-state.ts";
-import { FEED_START, type FeedItem, type FeedPage } from "../models/change-record.ts";
+import { FEED_END, FEED_START, type FeedItem, type FeedPage } from "../models/change-record.ts";
 
 export interface MemoryActorStoreOptions {
 	/** Entries kept per customer (oldest dropped first); unset keeps all. */
@@ -110,6 +110,7 @@ export class MemoryActorStore implements ActorStore {
 	}
 
 	async changesSince(cursor: string, limit: number): Promise<FeedPage> {
+		if (cursor === FEED_END) return { items: [], cursor: this.feed.length === 0 ? FEED_START : String(this.feedFirst + this.feed.length - 1), trimmed: false };
 		const after = cursor === FEED_START ? 0 : Number(cursor);
 		const from = Math.max(0, after + 1 - this.feedFirst);
 		const items: FeedItem[] = [];

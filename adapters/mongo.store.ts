@@ -21,7 +21,7 @@ import { MongoBulkWriteError, MongoClient, type AnyBulkWriteOperation, type Coll
 import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
 import type { CustomerState } from "../models/customer-state.ts";
 import type { Replay } from "../actors/host/replay.ts";
-import { FEED_START, type FeedItem, type FeedPage } from "../models/change-record.ts";
+import { FEED_END, FEED_START, type FeedItem, type FeedPage } from "../models/change-record.ts";
 
 export interface MongoActorStoreOptions {
 	url: string;
@@ -312,6 +312,10 @@ export class MongoActorStore implements ActorStore {
 
 	async changesSince(cursor: string, limit: number): Promise<FeedPage> {
 		if (!this.changes) throw new Error("MongoActorStore: not connected (call connect() first)");
+		if (cursor === FEED_END) {
+			const [newest] = await this.changes.find({}, { projection: { _id: 1 } }).sort({ _id: -1 }).limit(1).toArray();
+			return { items: [], cursor: newest ? String(newest._id) : FEED_START, trimmed: false };
+		}
 		const after = cursor === FEED_START ? 0 : Number(cursor);
 		if (limit <= 0) return { items: [], cursor, trimmed: false };
 		const [docs, oldest] = await Promise.all([

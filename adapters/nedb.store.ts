@@ -6,7 +6,7 @@ import DbService from "moleculer-db";
 import type { Service, ServiceBroker } from "moleculer";
 import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
 import type { CustomerState } from "../models/customer-state.ts";
-import { FEED_START, type FeedItem, type FeedPage } from "../models/change-record.ts";
+import { FEED_END, FEED_START, type FeedItem, type FeedPage } from "../models/change-record.ts";
 
 export interface StoreLogger {
 	info(...args: unknown[]): void;
@@ -221,6 +221,7 @@ export class NedbActorStore implements ActorStore {
 
 	async changesSince(cursor: string, limit: number): Promise<FeedPage> {
 		const { changes } = this.dbs();
+		if (cursor === FEED_END) return { items: [], cursor: String(this.feedSeq), trimmed: false };
 		const after = cursor === FEED_START ? 0 : Number(cursor);
 		if (limit <= 0) return { items: [], cursor, trimmed: false };
 		const [docs, oldest] = await Promise.all([

@@ -17,7 +17,7 @@ import { Redis, type ChainableCommander } from "ioredis";
 import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
 import type { CustomerState } from "../models/customer-state.ts";
 import type { Replay } from "../actors/host/replay.ts";
-import { compareCursors, FEED_START, type FeedItem, type FeedPage } from "../models/change-record.ts";
+import { compareCursors, FEED_END, FEED_START, type FeedItem, type FeedPage } from "../models/change-record.ts";
 
 export interface RedisActorStoreOptions {
 	url: string;
@@ -358,6 +358,10 @@ export class RedisActorStore implements ActorStore {
 	}
 
 	async changesSince(cursor: string, limit: number): Promise<FeedPage> {
+		if (cursor === FEED_END) {
+			const newest = await this.redis.xrevrange(this.feedKey, "+", "-", "COUNT", 1);
+			return { items: [], cursor: newest.length > 0 ? newest[0][0] : FEED_START, trimmed: false };
+		}
 		if (limit <= 0) return { items: [], cursor, trimmed: false };
 		const from = cursor === FEED_START ? "-" : `(${cursor}`;
 		// One round trip: the page, and what the cap has deleted so far (to tell a client that resumes too late).

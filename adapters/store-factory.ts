@@ -14,6 +14,8 @@ export interface ActorStoreFactoryOptions {
 	mongoUrl?: string;
 	/** Journal entries kept per customer (memory, redis); nedb and mongo keep them all. */
 	journalMax?: number;
+	/** Changes kept in the store-wide feed (memory, nedb, redis; mongo keeps them 7 days). */
+	feedMax?: number;
 	/** redis, mongo: rebuilds a state from snapshot + journal tail; without it they write every state as a snapshot. */
 	replay?: Replay;
 }
@@ -21,13 +23,13 @@ export interface ActorStoreFactoryOptions {
 export function createActorStore(opts: ActorStoreFactoryOptions): ActorStore {
 	switch (opts.kind) {
 		case "memory":
-			return new MemoryActorStore({ journalMax: opts.journalMax });
+			return new MemoryActorStore({ journalMax: opts.journalMax, feedMax: opts.feedMax });
 		case "nedb":
 			if (!opts.dataDir) throw new Error("createActorStore: kind \"nedb\" needs dataDir");
-			return new NedbActorStore({ dir: opts.dataDir });
+			return new NedbActorStore({ dir: opts.dataDir, feedMax: opts.feedMax });
 		case "redis":
 			if (!opts.redisUrl) throw new Error("createActorStore: kind \"redis\" needs redisUrl");
-			return new RedisActorStore({ url: opts.redisUrl, journalMax: opts.journalMax, replay: opts.replay });
+			return new RedisActorStore({ url: opts.redisUrl, journalMax: opts.journalMax, feedMax: opts.feedMax, replay: opts.replay });
 		case "mongo":
 			if (!opts.mongoUrl) throw new Error("createActorStore: kind \"mongo\" needs mongoUrl");
 			return new MongoActorStore({ url: opts.mongoUrl, replay: opts.replay });

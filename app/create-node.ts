@@ -61,7 +61,7 @@ const SERVICE_FACTORIES: Record<string, (ctx: NodeContext) => ServiceSchema | Pr
 		const riskRules = riskRulesFor(broker, config).evaluate;
 		// The store replays journal tails with the same reducer settings as the actors' turns.
 		const store = createActorStore({
-			kind: config.actor.store, dataDir: config.dataDir, redisUrl: config.redisUrl, mongoUrl: config.mongoUrl, journalMax: config.actor.journalMax,
+			kind: config.actor.store, dataDir: config.dataDir, redisUrl: config.redisUrl, mongoUrl: config.mongoUrl, journalMax: config.actor.journalMax, feedMax: config.streams.feedMax,
 			replay: journalReplay(reduceContextFor(config.actor, churnScorer, riskRules))
 		});
 		return createCustomersService({ config, store, churnScorer, riskRules });

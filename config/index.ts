@@ -55,6 +55,16 @@ export interface Config {
 	};
 	/** Path of the churn model artifact; "off" disables the churn factor. */
 	churnModel: string;
+	/** Change streams (Server-Sent Events, docs/streams.md). */
+	streams: {
+		/** Bytes a client may leave unread before it is cut. */
+		maxBufferedBytes: number;
+		heartbeatMs: number;
+		/** The reconnection delay clients are told (`retry:`). */
+		retryMs: number;
+		/** Changes kept in the store-wide feed (Redis: XADD MAXLEN ~; memory and NeDB: trimmed to it). */
+		feedMax: number;
+	};
 	cluster: ClusterConfig;
 	ingest: IngestConfig;
 	sources: SourcesConfig;
@@ -126,6 +136,12 @@ export function loadConfig(env: Env = process.env): Config {
 			churnWeight: num(env, "RISK_CHURN_WEIGHT", 30, 0, 100)
 		},
 		churnModel: str(env, "CHURN_MODEL") ?? "ml/models/churn-telco.json",
+		streams: {
+			maxBufferedBytes: int(env, "STREAM_MAX_BUFFERED_BYTES", 1 << 20, 1024, 1 << 30),
+			heartbeatMs: int(env, "STREAM_HEARTBEAT_MS", 15_000, 100, 3600_000),
+			retryMs: int(env, "STREAM_RETRY_MS", 2000, 0, 3600_000),
+			feedMax: int(env, "STREAM_FEED_MAX", 1_000_000, 1000, 1_000_000_000)
+		},
 		cluster: loadClusterConfig(env),
 		ingest: loadIngestConfig(env),
 		sources: loadSourcesConfig(env),

@@ -10,6 +10,7 @@ import { reduceContextFor } from "../actors/reduce-context.ts";
 import type { RiskRulesFn } from "../actors/risk-rules.ts";
 import { ownerOf } from "../actors/sharding.ts";
 import type { Config } from "../config/index.ts";
+import { broadcast, CustomerEvents } from "../models/contract/index.ts";
 
 export interface ShardedActorDeps {
 	config: Config;
@@ -139,6 +140,7 @@ export function ShardedActorMixin(deps: ShardedActorDeps): Partial<ShardedActorS
 	const { config, store, churnScorer } = deps;
 	const a = config.actor;
 	const reduceContext = reduceContextFor(a, churnScorer, deps.riskRules);
+	let persistedSignal: NodeJS.Immediate | null = null;
 	return {
 		events: {
 			// Fired for every join, leave, crash (heartbeat timeout) and service change anywhere in the cluster.
@@ -174,6 +176,14 @@ export function ShardedActorMixin(deps: ShardedActorDeps): Partial<ShardedActorS
 						const parentCtx = origins[i] as Context | undefined;
 						void this.broker.emit(effects[i].type, effects[i].payload, parentCtx ? { parentCtx } : undefined);
 					}
+				},
+				// Change streams on any node follow the store's feed; one broadcast per tick says there is more to read.
+				onPersisted: () => {
+					if (persistedSignal !== null) return;
+					persistedSignal = setImmediate(() => {
+						persistedSignal = null;
+						void broadcast(this.broker, CustomerEvents.changesPersisted, { nodeID: this.broker.nodeID });
+					});
 				},
 				onError: (message, err) => this.logger.error(message, err),
 				// A merge found unfinished on activation: the service's `mergePending` method completes it, if it has one.

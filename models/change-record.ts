@@ -97,6 +97,8 @@ export interface FeedPage {
 
 /** The cursor before any change: reading from it returns the feed from its oldest kept change. */
 export const FEED_START = "0";
+/** Asks for the newest cursor only (no items): where a client that wants only what comes next starts. */
+export const FEED_END = "$";
 
 /**
  * Orders two feed cursors: numbers ("17") or Redis stream ids ("1700000000000-3"), compared part by part as integers.

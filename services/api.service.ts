@@ -9,10 +9,71 @@ import type { Config } from "../config/index.ts";
 import { redactUrl } from "../models/url-redaction.ts";
 import { asyncApiDocument, openApiDocument, type ParamRule, type RouteInfo } from "../models/published-schemas.ts";
 import pkg from "../package.json" with { type: "json" };
-import { call, CUSTOMER_ID, Customers } from "../models/contract/index.ts";
+import { call, Customers } from "../models/contract/index.ts";
 import { SourceMixin, sinkOf } from "../mixins/source.mixin.ts";
 import { contractError } from "../runtime/contract-error.ts";
 import { jsonBodyParser, sendError, sendJson } from "../runtime/http-json.ts";
+import { SSE_DEFAULTS, SseStream, type SseOptions } from "../runtime/sse.ts";
+import { ChangeHub, parseVersionId } from "./streams/change-streams.ts";
+import { CustomerEvents, CUSTOMER_ID } from "../models/contract/index.ts";
+import { FEED_END, isCursor } from "../models/change-record.ts";
+
+/** The API service with its change streams (created in `created`). */
+type ApiService = Service & { changeHub: ChangeHub; sseOptions: SseOptions };
+
+type StreamRequest = IncomingMessage & { $params?: { params?: Record<string, string> }; parsedUrl?: string };
+
+/** Query parameters of a raw request (moleculer-web hands raw aliases the URL as it came). */
+function queryOf(req: IncomingMessage): URLSearchParams {
+	return new URL(req.url ?? "/", "http://localhost").searchParams;
+}
+
+function lastEventId(req: IncomingMessage): string | undefined {
+	const h = req.headers["last-event-id"];
+	return Array.isArray(h) ? h[0] : h;
+}
+
+/** `GET /api/v1/customers/:id/stream`: resumes after Last-Event-ID (a version) or `?since=`, else from now. */
+function openCustomerStream(svc: ApiService, req: StreamRequest, res: ServerResponse): void {
+	const customerId = req.$params?.params?.id ?? "";
+	if (typeof customerId !== "string" || customerId.length > CUSTOMER_ID.max || !CUSTOMER_ID.pattern.test(customerId)) {
+		sendError(res, contractError("INVALID_STREAM_PARAMS", "invalid customer id", { customerId: String(customerId).slice(0, 64) }));
+		return;
+	}
+	const resumeId = lastEventId(req) ?? queryOf(req).get("since") ?? undefined;
+	const last = parseVersionId(resumeId);
+	if (resumeId !== undefined && resumeId !== "" && last === null) {
+		sendError(res, contractError("INVALID_STREAM_PARAMS", "Last-Event-ID (or since) must be a version number", {}));
+		return;
+	}
+	const stream = new SseStream(req, res, svc.sseOptions);
+	// A merged id streams its survivor (docs/merge.md); an id not seen yet streams itself from version 0.
+	call(svc.broker, Customers.get, { customerId }).then(view => view.id, () => customerId).then(id => svc.changeHub.openCustomer(id, last, stream)).catch((err: unknown) => {
+		svc.logger.warn(`change stream of ${customerId} failed`, err);
+		stream.cut("error", "the stream could not start: reconnect to try again");
+	});
+}
+
+/** `GET /api/v1/stream?riskAbove=S`: the store-wide feed, resumes after Last-Event-ID (a feed cursor), else from now. */
+function openFeedStream(svc: ApiService, req: StreamRequest, res: ServerResponse): void {
+	const query = queryOf(req);
+	const above = query.get("riskAbove");
+	const riskAbove = above === null || above === "" ? null : Number(above);
+	if (riskAbove !== null && !(Number.isFinite(riskAbove) && riskAbove >= -1 && riskAbove <= 100)) {
+		sendError(res, contractError("INVALID_STREAM_PARAMS", "riskAbove must be a number from -1 to 100", {}));
+		return;
+	}
+	const resumeId = lastEventId(req) ?? query.get("since") ?? undefined;
+	if (resumeId !== undefined && resumeId !== "" && !isCursor(resumeId)) {
+		sendError(res, contractError("INVALID_STREAM_PARAMS", "Last-Event-ID (or since) must be a cursor of this stream", {}));
+		return;
+	}
+	const stream = new SseStream(req, res, svc.sseOptions);
+	svc.changeHub.openFeed(resumeId === undefined || resumeId === "" || resumeId === FEED_END ? null : resumeId, riskAbove, stream).catch((err: unknown) => {
+		svc.logger.warn("change stream failed", err);
+		stream.cut("error", "the stream could not start: reconnect to try again");
+	});
+}
 
 /** Largest accepted request body: 1000 events of a few hundred bytes fit many times over. */
 const BODY_LIMIT = "8mb";
@@ -141,6 +202,14 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 						"GET customers/:id": "api.getCustomer",
 						"GET customers/:id/events": "api.getJournal",
 						"POST customers/:id/merge": "api.mergeCustomer",
+						"GET customers/:id/risk/history": "api.getRiskHistory",
+						// Server-Sent Events (docs/streams.md): raw handlers that keep the response open.
+						"GET customers/:id/stream"(this: Service, req: StreamRequest, res: ServerResponse) {
+							openCustomerStream(this as ApiService, req, res);
+						},
+						"GET stream"(this: Service, req: StreamRequest, res: ServerResponse) {
+							openFeedStream(this as ApiService, req, res);
+						},
 						"GET customers": "api.listCustomers",
 						"GET openapi.json": "api.openapi",
 						"GET asyncapi.json": "api.asyncapi"
@@ -209,6 +278,20 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 					return call(ctx, Customers.merge, { customerId: ctx.params.params.id, from: ctx.params.body.from });
 				}
 			},
+			/** Change stream clients connected to this node (operators, tests, the streams bench). */
+			streamStats: {
+				visibility: "public",
+				handler(this: Service) {
+					return { clients: (this as ApiService).changeHub.clients };
+				}
+			},
+			getRiskHistory: {
+				visibility: "published",
+				params: { params: { type: "object", props: { id: "string" } }, query: { type: "object", props: { limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true } } } },
+				handler(this: Service, ctx: Context<RestParams<unknown, { limit?: number }>>) {
+					return call(ctx, Customers.riskHistory, { customerId: ctx.params.params.id, limit: ctx.params.query.limit });
+				}
+			},
 			listCustomers: {
 				visibility: "published",
 				params: {
@@ -245,6 +328,10 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 			}
 		},
 		events: {
+			// A node persisted changes: the change streams of this node read the store's feed.
+			[CustomerEvents.changesPersisted.name](this: Service) {
+				(this as ApiService).changeHub.wake();
+			},
 			// Every service of this node has started and is registered: build their routes now, before the node reports
 			// started (moleculer-web builds them half a second after the registry settles, and answers 404 meanwhile).
 			// Services of other nodes get theirs when they appear; /health/ready says so until then.
@@ -253,8 +340,27 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 				for (const route of gateway.routes) if (route.opts.autoAliases) gateway.regenerateAutoAliases(route);
 			}
 		},
+		created(this: Service) {
+			const svc = this as ApiService;
+			const broker = this.broker;
+			svc.sseOptions = { ...SSE_DEFAULTS, maxBufferedBytes: config.streams.maxBufferedBytes, heartbeatMs: config.streams.heartbeatMs, retryMs: config.streams.retryMs };
+			svc.changeHub = new ChangeHub({
+				source: {
+					changesSince: (customerId, afterVersion, limit) => call(broker, Customers.changesSince, { customerId, afterVersion, limit }),
+					feed: (cursor, limit) => call(broker, Customers.feed, { cursor, limit }),
+					version: customerId => call(broker, Customers.get, { customerId }).then(c => c.version, (err: unknown) => {
+						if ((err as { type?: string }).type === "CUSTOMER_NOT_FOUND") return 0;
+						throw err;
+					})
+				},
+				onError: (message, err) => this.logger.warn(message, err)
+			});
+		},
 		started(this: Service) {
 			if (!authRequired) this.logger.warn(`API_KEYS is not set: the HTTP API has no authentication and listens on ${config.host} only`);
+		},
+		stopped(this: Service) {
+			(this as ApiService).changeHub.stop();
 		}
 	};
 }

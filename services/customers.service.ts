@@ -3,12 +3,14 @@
 import { Errors } from "moleculer";
 import type { Context, ServiceSchema } from "moleculer";
 import { ActorHostError } from "../actors/host/actor-host.ts";
+import type { ActorStore, JournalEntry } from "../actors/host/actor-store.ts";
+import type { FeedPage } from "../models/change-record.ts";
 import type { CustomerState } from "../models/customer-state.ts";
 import { validateEvent } from "../models/cloud-event.validator.ts";
 import type { KnownCloudEvent } from "../models/event-data.schemas.ts";
 import {
 	call, CUSTOMER_ID, Customers, toCustomerView, type MergeParams, type MergeResult, type MergeStepParams, type CustomerView, type HandleResult, type InspectResult, type InvalidEventData, type JournalEntryView,
-	type NodeStats, type PassivateResult, type RiskRow
+	type NodeStats, type PassivateResult, type RiskRow, type ChangeView, type ChangesSinceParams, type FeedParams, type RiskHistoryItem
 } from "../models/contract/index.ts";
 import { contractError } from "../runtime/contract-error.ts";
 import { beforeForwarded, completeOnActivation, forward, merge, mergedJournal, mergeStep, resolveAlias } from "./customer-merge.ts";
@@ -134,6 +136,37 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 					return views;
 				}
 			},
+			/** One customer's changes above a version, oldest first: what its change stream replays and follows. */
+			changesSince: {
+				params: {
+					customerId: CUSTOMER_ID,
+					afterVersion: { type: "number", integer: true, min: 0, convert: true },
+					limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true }
+				},
+				async handler(this: ShardedActorService, ctx: Context<ChangesSinceParams>): Promise<ChangeView[]> {
+					const entries = await this.store.journalSince(ctx.params.customerId, ctx.params.afterVersion, ctx.params.limit ?? 500);
+					return entries.map(changeView);
+				}
+			},
+			/** The store-wide change feed after a cursor (any node reads the shared store). */
+			feed: {
+				params: {
+					cursor: { type: "string", min: 1, max: 64, pattern: /^(?:\$|\d{1,20}(?:-\d{1,20})?)$/ },
+					limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true }
+				},
+				handler(this: ShardedActorService, ctx: Context<FeedParams>): Promise<FeedPage> {
+					return this.store.changesSince(ctx.params.cursor, ctx.params.limit ?? 500);
+				}
+			},
+			/** Every change of the risk score with its lineage, newest first, read from the journal (see docs/lineage.md). */
+			riskHistory: {
+				params: { customerId: CUSTOMER_ID, limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true } },
+				async handler(this: ShardedActorService, ctx: Context<{ customerId: string; limit?: number }>): Promise<RiskHistoryItem[]> {
+					const state = await readState(this, ctx.params.customerId);
+					if (!state) throw contractError("CUSTOMER_NOT_FOUND", `customer ${ctx.params.customerId} not found`, { customerId: ctx.params.customerId });
+					return riskHistory(this.store, ctx.params.customerId, state.version, ctx.params.limit ?? 50);
+				}
+			},
 			listByRisk: {
 				params: {
 					riskAbove: { type: "number", min: -1, max: 100, optional: true, convert: true },
@@ -212,6 +245,39 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 		}
 	};
 	return schema as unknown as ServiceSchema;
+}
+
+function changeView(e: JournalEntry): ChangeView {
+	// Entries written before change records existed get a minimal one: their cause, no field list.
+	const change = e.change ?? { version: e.version, cause: e.event !== undefined ? { event: { source: e.event.source, id: e.event.id, type: e.event.type } } : { reminder: e.reminder ?? e.key }, fields: [] };
+	return { customerId: e.customerId, version: e.version, appliedAt: new Date(e.appliedAt).toISOString(), riskScore: e.riskScore, change };
+}
+
+/** Journal pages read per risk history: the journal holds every version, most of which do not move the score. */
+const HISTORY_PAGE = 500;
+
+/** Risk changes newest first, from the journal, walking back page by page until `limit` are found or it ends. */
+async function riskHistory(store: ActorStore, customerId: string, version: number, limit: number): Promise<RiskHistoryItem[]> {
+	const out: RiskHistoryItem[] = [];
+	let below = version + 1;
+	while (below > 1 && out.length < limit) {
+		const from = Math.max(0, below - 1 - HISTORY_PAGE);
+		const entries = await store.journalSince(customerId, from, below - 1 - from);
+		if (entries.length === 0) break;
+		for (let i = entries.length - 1; i >= 0 && out.length < limit; i--) {
+			const e = entries[i];
+			const risk = e.change?.risk;
+			if (risk === undefined) continue;
+			out.push({
+				version: e.version, appliedAt: new Date(e.appliedAt).toISOString(), event: e.change?.cause.event, reminder: e.change?.cause.reminder,
+				oldScore: risk.old, newScore: risk.new, lineage: risk.lineage
+			});
+		}
+		// Entries trimmed by the journal's bound end the history there.
+		if (entries[0].version > from + 1) break;
+		below = from + 1;
+	}
+	return out;
 }
 
 async function reroute<T>(ctx: Context<{ customerId: string }, Meta>, action: string, err: unknown): Promise<T> {

@@ -91,6 +91,8 @@ export interface ActorHostOptions {
 	 * the `origin` its message was told with (e.g. the caller's context, so a trace continues through the effect).
 	 */
 	onEffects?: (effects: Effect[], origins: unknown[]) => void;
+	/** Called after a group commit that persisted journal entries (change streams read the store's feed then). */
+	onPersisted?: () => void;
 	/** Whether this node currently owns a customer (cluster); reminders of other owners are left to them. */
 	isOwner?: (customerId: string) => boolean;
 	onError?: (message: string, err: unknown) => void;
@@ -611,12 +613,16 @@ export class ActorHost {
 			this.observer?.onCommit?.(writes.length, performance.now() - t0, true);
 			this.stats.commits++;
 			const now = this.now();
+			let persisted = false;
 			for (let w = 0; w < writes.length; w++) {
 				const write = writes[w];
 				const actor = write.actor;
 				if (actor.inflight === write) actor.inflight = null;
 				const res = results[w];
-				if (res !== undefined && res.ok) this.committed(write, now);
+				if (res !== undefined && res.ok) {
+					this.committed(write, now);
+					if (write.journal.length > 0) persisted = true;
+				}
 				else if (write.journal.length === 0 && write.callers.length === 0) {
 					// A snapshot-only write that lost: the journal it summarises is the truth, nothing is lost.
 					if (actor.latest === write) actor.latest = null;
@@ -627,6 +633,13 @@ export class ActorHost {
 						`customer ${actor.id}: version conflict (expected ${write.expectedVersion}, store has ${current}); another node wrote it`,
 						"VERSION_CONFLICT"
 					), write);
+				}
+			}
+			if (persisted && this.opts.onPersisted) {
+				try {
+					this.opts.onPersisted();
+				} catch (err) {
+					this.opts.onError?.("persisted handler failed", err);
 				}
 			}
 		} catch (err) {

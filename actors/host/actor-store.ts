@@ -125,7 +125,8 @@ export interface ActorStore {
 	journalSince(id: string, afterVersion: number, limit: number): Promise<JournalEntry[]>;
 	/**
 	 * The store-wide feed of change records, in commit order, after `cursor` (FEED_START: from the oldest kept), at
-	 * most `limit`. Every persisted journal entry that carries a change record is in it once.
+	 * most `limit`. Every persisted journal entry that carries a change record is in it once. FEED_END returns no
+	 * items and the newest cursor (FEED_START when the feed is empty).
 	 */
 	changesSince(cursor: string, limit: number): Promise<FeedPage>;
 	/** Customers with a risk score strictly above `minScore`, highest first. */

@@ -4,6 +4,7 @@ import type { CloudEvent } from "../cloud-event.ts";
 import type { CustomerState } from "../customer-state.ts";
 import type { InteractionLoggedData } from "../event-data.schemas.ts";
 import { action, event } from "./contract.ts";
+import type { ChangeRecord, FactorDelta, FeedPage } from "../change-record.ts";
 
 /** The customer id rule of every per-customer action (the envelope's `subject`). */
 export const CUSTOMER_ID = { type: "string", min: 1, max: 128, pattern: /^[A-Za-z0-9][A-Za-z0-9._:@-]*$/ } as const;
@@ -139,6 +140,40 @@ export interface RiskRow {
 	score: number;
 }
 
+/** One persisted change of a customer (`customers.changesSince`, the per-customer change stream). */
+export interface ChangeView {
+	customerId: string;
+	version: number;
+	appliedAt: string;
+	riskScore: number;
+	change: ChangeRecord;
+}
+
+/** One change of a customer's risk score and why (`customers.riskHistory`, newest first). */
+export interface RiskHistoryItem {
+	version: number;
+	appliedAt: string;
+	/** The event that caused it (source + id + type), or the reminder (a decay step). */
+	event?: { source: string; id: string; type: string };
+	reminder?: string;
+	oldScore: number;
+	newScore: number;
+	lineage: FactorDelta[];
+}
+
+export interface ChangesSinceParams {
+	customerId: string;
+	/** Changes with a version above this one. */
+	afterVersion: number;
+	limit?: number;
+}
+
+export interface FeedParams {
+	/** FEED_START ("0"): from the oldest kept; FEED_END ("$"): nothing, only the newest cursor. */
+	cursor: string;
+	limit?: number;
+}
+
 /** `customers.inspect`: the owner's in-memory actor next to the persisted state (REPL `customer`). */
 export interface InspectResult {
 	nodeID: string;
@@ -184,6 +219,9 @@ export const Customers = {
 	handleMany: action<HandleManyParams, HandleResult[]>("customers.handleMany"),
 	get: action<ById, CustomerView>("customers.get"),
 	journal: action<ById & { limit?: number }, JournalEntryView[]>("customers.journal"),
+	changesSince: action<ChangesSinceParams, ChangeView[]>("customers.changesSince"),
+	feed: action<FeedParams, FeedPage>("customers.feed"),
+	riskHistory: action<ById & { limit?: number }, RiskHistoryItem[]>("customers.riskHistory"),
 	listByRisk: action<{ riskAbove?: number; limit?: number }, RiskRow[]>("customers.listByRisk"),
 	passivate: action<ById, PassivateResult>("customers.passivate"),
 	inspect: action<ById, InspectResult>("customers.inspect"),
@@ -211,6 +249,14 @@ export type InteractionLogged = InteractionLoggedData & {
 	cause: string;
 };
 
+/**
+ * `customer.changes.persisted`: broadcast by a node after group commits that persisted changes (at most one per tick):
+ * change streams then read the store's feed. Carries no changes itself: the store is the one ordered source.
+ */
+export interface ChangesPersisted {
+	nodeID: string;
+}
+
 /** `customer.merged`: a customer was absorbed by its survivor (after the absorb is persisted). */
 export interface CustomerMerged {
 	customerId: string;
@@ -220,6 +266,7 @@ export interface CustomerMerged {
 
 export const CustomerEvents = {
 	created: event<{ customerId: string }>("customer.created"),
+	changesPersisted: event<ChangesPersisted>("customer.changes.persisted"),
 	riskChanged: event<RiskChanged>("customer.risk.changed"),
 	interactionLogged: event<InteractionLogged>("customer.interaction.logged"),
 	merged: event<CustomerMerged>("customer.merged")

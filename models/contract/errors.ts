@@ -29,6 +29,7 @@ export const ERRORS = {
 	INVALID_ENCODING: { status: 400, retryable: false, meaning: "the request body is not valid UTF-8" },
 	UNSUPPORTED_CHARSET: { status: 415, retryable: false, meaning: "the request body declares a charset other than UTF-8" },
 	CREDENTIAL_IN_URL: { status: 400, retryable: false, meaning: "an API key was put in the URL" },
+	INVALID_STREAM_PARAMS: { status: 400, retryable: false, meaning: "a change stream's customer id, riskAbove or Last-Event-ID is malformed" },
 	// Signed webhooks
 	WEBHOOKS_DISABLED: { status: 503, retryable: false, meaning: "WEBHOOK_SECRET is not set" },
 	INVALID_SIGNATURE: { status: 401, retryable: false, meaning: "bad X-Crm-Signature, or X-Crm-Timestamp too far from the server clock" },

@@ -63,15 +63,18 @@ const riskScope = {
 /** Loads and checks a risk rule file; throws RuleFileError (file, line, reason) when it does not compile. */
 export function loadRiskRules(file: string, engine: RiskRulesEngine): RiskRuleSet {
 	const loaded = loadRuleFile(file, { define: { RiskEvent }, scope: riskScope });
+	// The score lineage names the file as an operator knows it: relative to the working directory when inside it.
+	const relative = path.relative(process.cwd(), file);
+	const lineageFile = relative.startsWith("..") || path.isAbsolute(relative) ? file : relative.split(path.sep).join("/");
 	try {
 		const table = compileTable(loaded);
 		const rules = table.map(({ name, line, eventType, deltas }) => ({ name, line, eventType, deltas }));
 		if (engine === "table") {
 			// The table does not use the compiled flow; it was compiled only to prove the file is valid nools.
 			loaded.dispose();
-			return { file, engine, rules, evaluate: riskTableFn(table, file), dispose() {} };
+			return { file, engine, rules, evaluate: riskTableFn(table, lineageFile), dispose() {} };
 		}
-		return { file, engine, rules, ...sessionEvaluator(loaded, file) };
+		return { file, engine, rules, ...sessionEvaluator(loaded, lineageFile) };
 	} catch (err) {
 		loaded.dispose();
 		throw err;

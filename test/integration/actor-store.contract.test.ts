@@ -12,7 +12,7 @@ import { NedbActorStore } from "../../adapters/nedb.store.ts";
 import { RedisActorStore } from "../../adapters/redis.store.ts";
 import type { CustomerState } from "../../models/customer-state.ts";
 import { startRedis, type ServerHandle } from "../harness.ts";
-import { compareCursors, FEED_START, type ChangeRecord, type FeedItem } from "../../models/change-record.ts";
+import { compareCursors, FEED_END, FEED_START, type ChangeRecord, type FeedItem } from "../../models/change-record.ts";
 
 interface StoreFixture {
 	store: ActorStore;
@@ -130,6 +130,8 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
 				assert.equal(await store.load("nobody"), null);
 				assert.equal(await store.count(), 0);
 				assert.deepEqual(await store.journal("nobody", 10), []);
+				assert.deepEqual(await store.changesSince(FEED_END, 10), { items: [], cursor: FEED_START, trimmed: false });
+				assert.deepEqual(await store.changesSince(FEED_START, 10), { items: [], cursor: FEED_START, trimmed: false });
 			});
 		});
 
@@ -338,6 +340,7 @@ export function describeStoreContract(name: string, makeStore: () => Promise<Sto
 				assert.equal(tail.trimmed, false);
 				const none = await store.changesSince(feed.at(-1)!.cursor, 10);
 				assert.deepEqual(none, { items: [], cursor: feed.at(-1)!.cursor, trimmed: false });
+				assert.deepEqual(await store.changesSince(FEED_END, 10), { items: [], cursor: feed.at(-1)!.cursor, trimmed: false }, "FEED_END: the newest cursor");
 			});
 		});
 
