@@ -2,19 +2,32 @@
 import type { KnownCloudEvent } from "../models/event-data.schemas.ts";
 import type { CustomerState } from "../models/customer-state.ts";
 import type { RiskRulesFn } from "./risk-rules.ts";
-import type { InteractionLogged, RiskChanged } from "../models/contract/customers.contract.ts";
+import type { CustomerMerged, InteractionLogged, MergeReply, RiskChanged } from "../models/contract/customers.contract.ts";
 import type { ChangeRecord, ModelCause } from "../models/change-record.ts";
 
 export type CustomerMessage =
 	/** A validated event: its `data` type follows from its `type`. */
 	| { kind: "event"; event: KnownCloudEvent }
 	/** A reminder the actor scheduled itself (e.g. "risk.decay"), delivered at or after its due time. */
-	| { kind: "reminder"; name: string };
+	| { kind: "reminder"; name: string }
+	| MergeMessage;
+
+/** The steps of a customer merge (actors/customer-merge.ts, docs/merge.md), each one turn of one actor. */
+export type MergeMessage =
+	/** Survivor: a merge of `from` into this customer starts (persisted before `from` is sealed). */
+	| { kind: "merge.intent"; from: string }
+	/** Survivor: the merge of `from` cannot happen (it was sealed into another customer); the intent is withdrawn. */
+	| { kind: "merge.abort"; from: string }
+	/** Merged customer: sealed, merged into `into`; from now on it applies nothing and redirects. */
+	| { kind: "merge.seal"; into: string }
+	/** Survivor: takes in `absorbed`, the persisted sealed state of `from`, once. */
+	| { kind: "merge.absorb"; from: string; absorbed: CustomerState };
 
 export type Effect =
 	| { type: "customer.risk.changed"; payload: RiskChanged }
 	| { type: "customer.created"; payload: { customerId: string } }
-	| { type: "customer.interaction.logged"; payload: InteractionLogged };
+	| { type: "customer.interaction.logged"; payload: InteractionLogged }
+	| { type: "customer.merged"; payload: CustomerMerged };
 
 /**
  * Scores a state with the churn model: probability 0–1. Pure and synchronous (runs inside the actor's turn). `model`
@@ -49,4 +62,6 @@ export interface ReduceResult {
 	applied: boolean;
 	/** What the change was and why (null when nothing was applied): journaled with the message. */
 	change: ChangeRecord | null;
+	/** Merge steps only: what the actor made of the step. */
+	merge?: MergeReply;
 }

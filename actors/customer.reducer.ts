@@ -13,6 +13,7 @@ import type { CustomerMessage, Effect, ReduceContext, ReduceResult } from "./cus
 import type { ChangeRecord, FactorDelta, LineageCause, ModelCause, RiskChange, RuleCause } from "../models/change-record.ts";
 import type { FiredRule } from "./risk-rules.ts";
 import { hash52 } from "./hash.ts";
+import { reduceMerge } from "./customer-merge.ts";
 import {
 	applyRiskRules,
 	churnPoints,
@@ -110,7 +111,8 @@ function isEmptyCollection(o: object): boolean {
 }
 
 export function reduce(state: CustomerState, msg: CustomerMessage, ctx: ReduceContext): ReduceResult {
-	return msg.kind === "event" ? reduceEvent(state, msg.event, ctx) : reduceReminder(state, msg.name, ctx);
+	if (msg.kind === "event") return reduceEvent(state, msg.event, ctx);
+	return msg.kind === "reminder" ? reduceReminder(state, msg.name, ctx) : reduceMerge(state, msg, ctx);
 }
 
 function reduceEvent(state: CustomerState, event: KnownCloudEvent, ctx: ReduceContext): ReduceResult {

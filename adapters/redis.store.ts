@@ -165,7 +165,8 @@ interface CasSaveCommand {
  */
 function entryAndFeedJson(e: JournalEntry): [string, string] {
 	const change = e.change === undefined ? undefined : JSON.stringify(e.change);
-	const what = e.reminder === undefined ? `"event":${JSON.stringify(e.event)}` : `"reminder":${JSON.stringify(e.reminder)}`;
+	const what = e.merge !== undefined ? `"merge":${JSON.stringify(e.merge)}`
+		: e.reminder === undefined ? `"event":${JSON.stringify(e.event)}` : `"reminder":${JSON.stringify(e.reminder)}`;
 	const entry = `${entryHead(e)}"riskScore":${e.riskScore},${what}${change === undefined ? "" : `,"change":${change}`}}`;
 	const feed = change === undefined ? "" : `{"customerId":${JSON.stringify(e.customerId)},"version":${e.version},"riskScore":${e.riskScore},"appliedAt":${e.appliedAt},"change":${change}}`;
 	return [entry, feed];

@@ -63,6 +63,7 @@ function causeText(c: FactorDelta["cause"]): string {
 		case "model": return `model ${c.artifact} trained ${c.trainedAt} sha256 ${c.sha256.slice(0, 12)}`;
 		case "tickets.open": return `${c.openTickets} open tickets`;
 		case "decay": return `decay (${c.reminder})`;
+		case "merge": return `merge of ${c.from}`;
 	}
 }
 
@@ -70,7 +71,8 @@ function causeText(c: FactorDelta["cause"]): string {
 export function describeLineage(history: RiskHistoryItem[]): string[] {
 	if (history.length === 0) return ["  lineage    no risk change recorded"];
 	return history.map((h, i) => {
-		const by = h.event ? `${h.event.type} ${h.event.source}/${h.event.id}` : `reminder ${h.reminder ?? "?"}`;
+		const by = h.event ? `${h.event.type} ${h.event.source}/${h.event.id}`
+			: h.merge ? `merge ${h.merge.step}${h.merge.from ? ` of ${h.merge.from}` : ""}` : `reminder ${h.reminder ?? "?"}`;
 		const deltas = h.lineage.map(d => `${d.factor} ${d.delta > 0 ? "+" : ""}${d.delta} by ${causeText(d.cause)}`).join("; ");
 		return `  ${i === 0 ? "lineage   " : "          "} v${h.version} ${h.appliedAt} ${h.oldScore}→${h.newScore} after ${by}: ${deltas}`;
 	});

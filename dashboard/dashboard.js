@@ -365,8 +365,16 @@ function causeText(c) {
 		case "model": return `model ${c.artifact}, trained ${fmtTime(c.trainedAt)}, sha256 ${String(c.sha256).slice(0, 12)}…`;
 		case "tickets.open": return `${c.openTickets} open tickets`;
 		case "decay": return `inactivity decay (${c.reminder})`;
+		case "merge": return `merge of ${c.from}`;
 		default: return String(c.kind);
 	}
+}
+
+/** What a change was applied for: an event, a reminder or a merge step. */
+function causeOf(c) {
+	if (c.event) return `${c.event.type} ${c.event.source} / ${c.event.id}`;
+	if (c.merge) return `merge ${c.merge.step}${c.merge.from ? ` of ${c.merge.from}` : ""}`;
+	return `reminder ${c.reminder}`;
 }
 
 function renderLineage(history) {
@@ -379,7 +387,7 @@ function renderLineage(history) {
 		el("td", { class: "num" }, String(h.version)),
 		el("td", { class: "time" }, fmtTime(h.appliedAt)),
 		el("td", { class: "num" }, `${h.oldScore} → ${h.newScore}`),
-		el("td", { class: "mono wrap" }, h.event ? `${h.event.type} ${h.event.source} / ${h.event.id}` : `reminder ${h.reminder}`),
+		el("td", { class: "mono wrap" }, causeOf(h)),
 		el("td", { class: "wrap" }, h.lineage.map(d => `${d.factor} ${d.delta > 0 ? "+" : ""}${d.delta} by ${causeText(d.cause)}`).join("; "))
 	)));
 }
@@ -390,7 +398,7 @@ const LIVE_ITEMS = 20;
 
 function describeChange(c) {
 	const ch = c.change;
-	const by = ch.cause.event ? `${ch.cause.event.type} ${ch.cause.event.source} / ${ch.cause.event.id}` : `reminder ${ch.cause.reminder}`;
+	const by = causeOf(ch.cause);
 	const risk = ch.risk ? `; risk ${ch.risk.old} → ${ch.risk.new}` : "";
 	return `v${c.version} ${fmtTime(c.appliedAt)} · ${by} · ${ch.fields.join(", ") || "no field"}${risk}`;
 }

@@ -187,7 +187,9 @@ export function ShardedActorMixin(deps: ShardedActorDeps): Partial<ShardedActorS
 							.catch((err: unknown) => this.logger.debug("customer.changes.persisted not sent", err));
 					});
 				},
-				onError: (message, err) => this.logger.error(message, err)
+				onError: (message, err) => this.logger.error(message, err),
+				// A merge found unfinished on activation: the service's `mergePending` method completes it, if it has one.
+				onMergePending: (id, from) => (this as ShardedActorService & { mergePending?: (id: string, from: string) => void }).mergePending?.(id, from)
 			});
 			this.membership = new ShardMembership(this.broker, `${this.fullName}.handle`, this.host);
 		},

@@ -32,7 +32,13 @@ export interface DecayCause {
 	reminder: string;
 }
 
-export type LineageCause = RuleCause | ModelCause | TicketsCause | DecayCause;
+/** A customer merge: the factor moved because the survivor took in the merged customer's factors (docs/merge.md). */
+export interface MergeCause {
+	kind: "merge";
+	from: string;
+}
+
+export type LineageCause = RuleCause | ModelCause | TicketsCause | DecayCause | MergeCause;
 
 /** One factor that moved: by how many points (new − old, the factor's effective change) and why. */
 export interface FactorDelta {
@@ -50,8 +56,10 @@ export interface RiskChange {
 
 /** What applied the change: an event (its dedup key parts and type) or one of the actor's reminders. */
 export type ChangeCause =
-	| { event: { source: string; id: string; type: string }; reminder?: undefined }
-	| { reminder: string; event?: undefined };
+	| { event: { source: string; id: string; type: string }; reminder?: undefined; merge?: undefined }
+	| { reminder: string; event?: undefined; merge?: undefined }
+	/** A step of a customer merge (docs/merge.md): `from` the merged customer, `into` the survivor. */
+	| { merge: { step: "intent" | "abort" | "seal" | "absorb"; from?: string; into?: string }; event?: undefined; reminder?: undefined };
 
 export interface ChangeRecord {
 	/** The customer's version after this change (the per-customer cursor of change streams). */

@@ -58,4 +58,16 @@ export interface CustomerState {
 	reminders: Record<string, number>;
 	/** Market signals seen for this customer; absent before the first (and in states saved before they existed). */
 	market?: MarketSummary;
+	/*
+	 * Merge marks (docs/merge.md, actors/customer-merge.ts): absent on a customer never merged, so they cost nothing
+	 * on the hot path.
+	 */
+	/** Sealed: merged into this customer. The actor applies nothing more and redirects every event there. */
+	mergedInto?: string;
+	/** The risk the customer had when it was sealed (its own `risk` is zeroed so it leaves the risk listing). */
+	sealedRisk?: RiskState;
+	/** A merge under way into this customer: the one being merged (intent persisted, absorb not yet). */
+	mergingFrom?: string;
+	/** Every customer merged into this one (directly or through one merged into it), in merge order. */
+	aliases?: string[];
 }

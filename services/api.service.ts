@@ -47,7 +47,8 @@ function openCustomerStream(svc: ApiService, req: StreamRequest, res: ServerResp
 		return;
 	}
 	const stream = new SseStream(req, res, svc.sseOptions);
-	svc.changeHub.openCustomer(customerId, last, stream).catch((err: unknown) => {
+	// A merged id streams its survivor (docs/merge.md); an id not seen yet streams itself from version 0.
+	call(svc.broker, Customers.get, { customerId }).then(view => view.id, () => customerId).then(id => svc.changeHub.openCustomer(id, last, stream)).catch((err: unknown) => {
 		svc.logger.warn(`change stream of ${customerId} failed`, err);
 		stream.cut("error", "the stream could not start: reconnect to try again");
 	});
@@ -200,6 +201,7 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 						"POST events": "api.postEvents",
 						"GET customers/:id": "api.getCustomer",
 						"GET customers/:id/events": "api.getJournal",
+						"POST customers/:id/merge": "api.mergeCustomer",
 						"GET customers/:id/risk/history": "api.getRiskHistory",
 						// Server-Sent Events (docs/streams.md): raw handlers that keep the response open.
 						"GET customers/:id/stream"(this: Service, req: StreamRequest, res: ServerResponse) {
@@ -263,6 +265,17 @@ export function createApiService(config: Config, extraRoutes: ApiRouteSchema[] =
 				params: { params: { type: "object", props: { id: "string" } }, query: { type: "object", props: { limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true } } } },
 				handler(this: Service, ctx: Context<RestParams<unknown, { limit?: number }>>) {
 					return call(ctx, Customers.journal, { customerId: ctx.params.params.id, limit: ctx.params.query.limit });
+				}
+			},
+			/** Merges customer `body.from` into `:id` (docs/merge.md): 200 with the survivor once the merge is persisted. */
+			mergeCustomer: {
+				visibility: "published",
+				params: {
+					params: { type: "object", props: { id: "string" } },
+					body: { type: "object", props: { from: { ...CUSTOMER_ID } } }
+				},
+				handler(this: Service, ctx: Context<RestParams<{ from: string }>>) {
+					return call(ctx, Customers.merge, { customerId: ctx.params.params.id, from: ctx.params.body.from });
 				}
 			},
 			/** Change stream clients connected to this node (operators, tests, the streams bench). */

@@ -9,10 +9,11 @@ import type { CustomerState } from "../models/customer-state.ts";
 import { validateEvent } from "../models/cloud-event.validator.ts";
 import type { KnownCloudEvent } from "../models/event-data.schemas.ts";
 import {
-	CUSTOMER_ID, Customers, toCustomerView, type CustomerView, type HandleResult, type InspectResult, type InvalidEventData, type JournalEntryView,
+	call, CUSTOMER_ID, Customers, toCustomerView, type MergeParams, type MergeResult, type MergeStepParams, type CustomerView, type HandleResult, type InspectResult, type InvalidEventData, type JournalEntryView,
 	type NodeStats, type PassivateResult, type RiskRow, type ChangeView, type ChangesSinceParams, type FeedParams, type RiskHistoryItem
 } from "../models/contract/index.ts";
 import { contractError } from "../runtime/contract-error.ts";
+import { beforeForwarded, completeOnActivation, forward, merge, mergedJournal, mergeStep, resolveAlias } from "./customer-merge.ts";
 import { ShardedActorMixin, type ShardedActorDeps, type ShardedActorSchema, type ShardedActorService } from "../mixins/sharded-actor.mixin.ts";
 
 /** How many times a message lost to a version conflict is re-routed before the caller sees the error. */
@@ -21,19 +22,20 @@ const MAX_REROUTES = 5;
 const SHARE_SAMPLE = Array.from({ length: 10_000 }, (_, i) => `share-sample-${i}`);
 
 /** What the wire brings: the events are validated here, whoever sent them. */
-interface HandleParams { customerId: string; event: unknown }
-interface HandleManyParams { customerId: string; events: unknown[] }
-interface Meta { reroutes?: number }
+interface HandleParams { customerId: string; event: unknown; alias?: string }
+interface HandleManyParams { customerId: string; events: unknown[]; alias?: string }
+interface Meta { reroutes?: number; hops?: number }
 
 function invalidEvent(where: string, data: InvalidEventData): Errors.MoleculerError {
 	return contractError("INVALID_EVENT", `${where}${data.reason}`, data);
 }
 
-function checkEvent(customerId: string, raw: unknown, index?: number): KnownCloudEvent {
+/** `alias`: the events were forwarded from a customer merged into `customerId` (their subject is that customer). */
+function checkEvent(customerId: string, raw: unknown, index?: number, alias?: string): KnownCloudEvent {
 	const v = validateEvent(raw);
 	const where = index === undefined ? "" : `events[${index}]: `;
 	if (!v.ok) throw invalidEvent(where, { index, code: v.code, reason: v.reason });
-	if (v.event.subject !== customerId) {
+	if (v.event.subject !== customerId && (alias === undefined || v.event.subject !== alias)) {
 		throw invalidEvent(where, { index, code: "invalid_event", reason: `subject "${v.event.subject}" does not match customerId "${customerId}"` });
 	}
 	return v.event;
@@ -55,16 +57,33 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 		if (stored && cached && cached.version < stored.version) svc.host.passivate(customerId);
 		return stored;
 	}
+	/** The survivor a sealed customer leads to; absorbs it there first when that is still pending (a read after a crash). */
+	async function survivorOf(svc: ShardedActorService, ctx: Context, sealed: CustomerState): Promise<CustomerState> {
+		const survivor = await resolveAlias(svc, readState, sealed);
+		if (survivor.aliases?.includes(sealed.id)) return survivor;
+		await call(ctx, Customers.mergeStep, { customerId: survivor.id, step: "absorb", from: sealed.id });
+		return resolveAlias(svc, readState, sealed);
+	}
 	const schema: ShardedActorSchema = {
 		name: Customers.service,
 		mixins: [ShardedActorMixin(deps) as Partial<ServiceSchema>],
+		methods: {
+			mergePending(this: ShardedActorService, customerId: string, from: string) {
+				completeOnActivation(this, customerId, from);
+			}
+		},
 		actions: {
 			handle: {
-				params: { customerId: CUSTOMER_ID, event: { type: "object" } },
+				params: { customerId: CUSTOMER_ID, event: { type: "object" }, alias: { ...CUSTOMER_ID, optional: true } },
 				async handler(this: ShardedActorService, ctx: Context<HandleParams, Meta>): Promise<HandleResult> {
-					const event = checkEvent(ctx.params.customerId, ctx.params.event);
+					const alias = ctx.params.alias;
+					const event = checkEvent(ctx.params.customerId, ctx.params.event, undefined, alias);
 					try {
-						return await this.host.tell(ctx.params.customerId, { kind: "event", event }, ctx);
+						if (alias !== undefined) await beforeForwarded(this, readState, ctx.params.customerId, alias);
+						const result = await this.host.tell(ctx.params.customerId, { kind: "event", event }, ctx);
+						// Sealed (merged into another customer): the survivor applies it.
+						if (result.redirect !== undefined) return (await forward(ctx, result.redirect, event.subject, [event]))[0];
+						return result;
 					} catch (err) {
 						return reroute(ctx, Customers.handle.name, err);
 					} finally {
@@ -73,11 +92,18 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 				}
 			},
 			handleMany: {
-				params: { customerId: CUSTOMER_ID, events: { type: "array", min: 1, max: 1000, items: "object" } },
+				params: { customerId: CUSTOMER_ID, events: { type: "array", min: 1, max: 1000, items: "object" }, alias: { ...CUSTOMER_ID, optional: true } },
 				async handler(this: ShardedActorService, ctx: Context<HandleManyParams, Meta>): Promise<HandleResult[]> {
-					const events = ctx.params.events.map((e, i) => checkEvent(ctx.params.customerId, e, i));
+					const alias = ctx.params.alias;
+					const events = ctx.params.events.map((e, i) => checkEvent(ctx.params.customerId, e, i, alias));
 					try {
-						return await this.host.tellMany(ctx.params.customerId, events.map(event => ({ kind: "event" as const, event })), ctx);
+						if (alias !== undefined) await beforeForwarded(this, readState, ctx.params.customerId, alias);
+						const results = await this.host.tellMany(ctx.params.customerId, events.map(event => ({ kind: "event" as const, event })), ctx);
+						// Once a seal is applied every later event of the run is redirected: those go on to the survivor, in order.
+						const first = results.findIndex(r => r.redirect !== undefined);
+						if (first < 0) return results;
+						const rest = await forward(ctx, results[first].redirect as string, events[first].subject, events.slice(first));
+						return results.slice(0, first).concat(rest);
 					} catch (err) {
 						return reroute(ctx, Customers.handleMany.name, err);
 					} finally {
@@ -90,18 +116,21 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 				async handler(this: ShardedActorService, ctx: Context<{ customerId: string }>): Promise<CustomerView> {
 					const state = await readState(this, ctx.params.customerId);
 					if (!state) throw contractError("CUSTOMER_NOT_FOUND", `customer ${ctx.params.customerId} not found`, { customerId: ctx.params.customerId });
-					return toCustomerView(state);
+					if (state.mergedInto === undefined) return toCustomerView(state);
+					// Merged: the survivor answers, saying which id was asked for.
+					return { ...toCustomerView(await survivorOf(this, ctx, state)), resolvedFrom: state.id };
 				}
 			},
 			journal: {
 				params: { customerId: CUSTOMER_ID, limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true } },
 				async handler(this: ShardedActorService, ctx: Context<{ customerId: string; limit?: number }>): Promise<JournalEntryView[]> {
 					const limit = ctx.params.limit ?? 50;
-					const state = await readState(this, ctx.params.customerId);
+					let state = await readState(this, ctx.params.customerId);
 					if (!state) throw contractError("CUSTOMER_NOT_FOUND", `customer ${ctx.params.customerId} not found`, { customerId: ctx.params.customerId });
+					if (state.mergedInto !== undefined) state = await survivorOf(this, ctx, state);
 					await this.host.drain();
-					const entries = await this.store.journal(ctx.params.customerId, limit);
-					// The events the customer received; reminder entries (decay steps) show in its change stream and risk history.
+					const entries = state.aliases === undefined ? await this.store.journal(state.id, limit) : await mergedJournal(this, state, limit);
+					// The events the customer received; reminder entries (decay steps) and merge steps show in its change stream and risk history.
 					const views: JournalEntryView[] = [];
 					for (const e of entries) if (e.event !== undefined) views.push({ version: e.version, appliedAt: new Date(e.appliedAt).toISOString(), riskScore: e.riskScore, event: e.event });
 					return views;
@@ -172,6 +201,35 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 					};
 				}
 			},
+			merge: {
+				params: { customerId: CUSTOMER_ID, from: CUSTOMER_ID },
+				handler(this: ShardedActorService, ctx: Context<MergeParams>): Promise<MergeResult> {
+					return merge(this, readState, ctx);
+				}
+			},
+			/** One step of the merge protocol on the owner of `customerId` (internal: customers.merge drives it). */
+			mergeStep: {
+				visibility: "public",
+				params: {
+					customerId: CUSTOMER_ID,
+					step: { type: "enum", values: ["intent", "abort", "seal", "absorb"] },
+					from: { ...CUSTOMER_ID, optional: true },
+					into: { ...CUSTOMER_ID, optional: true }
+				},
+				async handler(this: ShardedActorService, ctx: Context<MergeStepParams, Meta>): Promise<HandleResult> {
+					const p = ctx.params;
+					if ((p.step === "seal" ? (p as { into?: string }).into : (p as { from?: string }).from) === undefined) {
+						throw contractError("INVALID_MERGE", `merge step ${p.step} needs ${p.step === "seal" ? "into" : "from"}`, { customerId: p.customerId });
+					}
+					try {
+						return await mergeStep(this, p);
+					} catch (err) {
+						return reroute(ctx, Customers.mergeStep.name, err);
+					} finally {
+						this.membership.releaseIfNotOwned(p.customerId);
+					}
+				}
+			},
 			nodeStats: {
 				visibility: "public",
 				handler(this: ShardedActorService): NodeStats {
@@ -191,7 +249,7 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 
 function changeView(e: JournalEntry): ChangeView {
 	// Entries written before change records existed get a minimal one: their cause, no field list.
-	const change = e.change ?? { version: e.version, cause: e.reminder === undefined ? { event: { source: e.event.source, id: e.event.id, type: e.event.type } } : { reminder: e.reminder }, fields: [] };
+	const change = e.change ?? { version: e.version, cause: e.event !== undefined ? { event: { source: e.event.source, id: e.event.id, type: e.event.type } } : { reminder: e.reminder ?? e.key }, fields: [] };
 	return { customerId: e.customerId, version: e.version, appliedAt: new Date(e.appliedAt).toISOString(), riskScore: e.riskScore, change };
 }
 
@@ -212,7 +270,7 @@ async function riskHistory(store: ActorStore, customerId: string, version: numbe
 			if (risk === undefined) continue;
 			out.push({
 				version: e.version, appliedAt: new Date(e.appliedAt).toISOString(), event: e.change?.cause.event, reminder: e.change?.cause.reminder,
-				oldScore: risk.old, newScore: risk.new, lineage: risk.lineage
+				merge: e.change?.cause.merge, oldScore: risk.old, newScore: risk.new, lineage: risk.lineage
 			});
 		}
 		// Entries trimmed by the journal's bound end the history there.

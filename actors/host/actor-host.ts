@@ -7,6 +7,7 @@ import { eventKey } from "../../models/cloud-event.ts";
 import type { CustomerState } from "../../models/customer-state.ts";
 import type { HandleResult } from "../../models/contract/customers.contract.ts";
 import { emptyCustomerState, reduce, sharingEmpties } from "../customer.reducer.ts";
+import { mergeEntryKey } from "../customer-merge.ts";
 import type { CustomerMessage, Effect, ReduceContext } from "../customer-actor.types.ts";
 import type { ActorStore, ActorWrite, JournalEntry, LoadedActor } from "./actor-store.ts";
 import { SegmentQueue, type QueueItem } from "./segment-queue.ts";
@@ -95,6 +96,11 @@ export interface ActorHostOptions {
 	/** Whether this node currently owns a customer (cluster); reminders of other owners are left to them. */
 	isOwner?: (customerId: string) => boolean;
 	onError?: (message: string, err: unknown) => void;
+	/**
+	 * Called when a customer is activated with a merge into it under way (`mergingFrom`: its intent is persisted,
+	 * its absorb is not, e.g. the node driving it was killed): the service completes the merge (docs/merge.md).
+	 */
+	onMergePending?: (customerId: string, from: string) => void;
 	now?: () => number;
 }
 
@@ -395,6 +401,7 @@ export class ActorHost {
 	private install(customerId: string, loaded: LoadedActor): void {
 		this.newActor(customerId, sharingEmpties(loaded.state), loaded.sinceSnapshot);
 		this.enforceCap();
+		if (loaded.state.mergingFrom !== undefined) this.opts.onMergePending?.(customerId, loaded.state.mergingFrom);
 	}
 
 	/**
@@ -442,6 +449,7 @@ export class ActorHost {
 		actor.committed = state;
 		actor.sinceSnapshot = stored ? stored.sinceSnapshot : 0;
 		if (this.wantsSnapshot(actor)) this.queueQuiet(actor, this.now());
+		if (state !== null && state.mergingFrom !== undefined) this.opts.onMergePending?.(actor.id, state.mergingFrom);
 		const waiting = actor.waiting;
 		actor.waiting = null;
 		if (waiting === null) return;
@@ -451,6 +459,14 @@ export class ActorHost {
 
 	private apply(actor: Actor, msg: CustomerMessage, origin: unknown, resolve: Resolve, reject: Reject, now: number): void {
 		const before = actor.state as CustomerState;
+		// A sealed customer (merged into another, actors/customer-merge.ts) applies no event: it answers where to send
+		// it, once the seal is persisted. Customers never merged pay one property read.
+		if (before.mergedInto !== undefined && msg.kind === "event") {
+			const outcome: HandleResult = { applied: false, version: before.version, riskScore: before.risk.score, redirect: before.mergedInto };
+			if (actor.latest) this.await(actor.latest, resolve, reject, outcome);
+			else resolve(outcome);
+			return;
+		}
 		const observer = this.observer;
 		const t0 = observer?.onApply ? performance.now() : 0;
 		let result;
@@ -466,6 +482,7 @@ export class ActorHost {
 			if (result.applied) this.stats.applied++;
 			else if (msg.kind === "event") this.stats.duplicates++;
 			const outcome: HandleResult = { applied: result.applied, version: state.version, riskScore: state.risk.score };
+			if (result.merge !== undefined) outcome.merge = result.merge;
 			// A duplicate is acknowledged only once the original's write is persisted, never before.
 			if (actor.latest) this.await(actor.latest, resolve, reject, outcome);
 			else resolve(outcome);
@@ -474,12 +491,15 @@ export class ActorHost {
 		this.stats.applied++;
 		actor.state = state;
 		const outcome: HandleResult = { applied: true, version: state.version, riskScore: state.risk.score };
+		if (result.merge !== undefined) outcome.merge = result.merge;
 		// Every applied message is journaled with its change record (events and reminders alike), so every version
 		// has an entry: change streams resume from the journal, and a write never needs the state for a reminder.
 		const change = result.change ?? undefined;
 		const entry: JournalEntry = msg.kind === "event"
 			? { customerId: actor.id, version: state.version, key: eventKey(msg.event), appliedAt: now, riskScore: outcome.riskScore, event: msg.event, change }
-			: { customerId: actor.id, version: state.version, key: `reminder:${msg.name}`, appliedAt: now, riskScore: outcome.riskScore, reminder: msg.name, change };
+			: msg.kind === "reminder"
+				? { customerId: actor.id, version: state.version, key: `reminder:${msg.name}`, appliedAt: now, riskScore: outcome.riskScore, reminder: msg.name, change }
+				: { customerId: actor.id, version: state.version, key: mergeEntryKey(msg), appliedAt: now, riskScore: outcome.riskScore, merge: msg, change };
 		let write = actor.next;
 		if (write === null) {
 			// Arrays start at their exact length: most writes carry one message.
@@ -498,6 +518,8 @@ export class ActorHost {
 			this.await(write, resolve, reject, outcome);
 		}
 		actor.latest = write;
+		// A merge step's write carries the state: activations never replay an absorb (nor its absorbed state).
+		if (entry.merge !== undefined) write.snapshot = true;
 		const effects = result.effects;
 		if (effects.length > 0) {
 			const all = (write.effects ??= []);

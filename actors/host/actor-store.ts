@@ -4,6 +4,7 @@
 import type { KnownCloudEvent } from "../../models/event-data.schemas.ts";
 import type { CustomerState } from "../../models/customer-state.ts";
 import type { ChangeRecord, FeedPage } from "../../models/change-record.ts";
+import type { MergeMessage } from "../customer-actor.types.ts";
 
 interface JournalEntryBase {
 	customerId: string;
@@ -23,15 +24,24 @@ interface JournalEntryBase {
 export interface EventJournalEntry extends JournalEntryBase {
 	event: KnownCloudEvent;
 	reminder?: undefined;
+	merge?: undefined;
 }
 
 /** An applied reminder (e.g. a risk decay step): replayed with its appliedAt as the clock. */
 export interface ReminderJournalEntry extends JournalEntryBase {
 	reminder: string;
 	event?: undefined;
+	merge?: undefined;
 }
 
-export type JournalEntry = EventJournalEntry | ReminderJournalEntry;
+/** An applied step of a customer merge (actors/customer-merge.ts); an absorb carries the absorbed sealed state. */
+export interface MergeJournalEntry extends JournalEntryBase {
+	merge: MergeMessage;
+	event?: undefined;
+	reminder?: undefined;
+}
+
+export type JournalEntry = EventJournalEntry | ReminderJournalEntry | MergeJournalEntry;
 
 export interface ActorWrite {
 	id: string;

@@ -3,7 +3,7 @@
 // each journal entry records that clock (appliedAt).
 import type { CustomerState } from "../../models/customer-state.ts";
 import { emptyCustomerState, reduce } from "../customer.reducer.ts";
-import type { ReduceContext } from "../customer-actor.types.ts";
+import type { CustomerMessage, ReduceContext } from "../customer-actor.types.ts";
 import type { JournalEntry } from "./actor-store.ts";
 
 /** Snapshot (null: none yet) + journal tail (oldest first) → current state. Throws ReplayError when they do not fit. */
@@ -33,7 +33,9 @@ export function journalReplay(reduceContext: (now: number) => ReduceContext): Re
 			if (entry.version !== state.version + 1) {
 				throw new ReplayError(`customer ${id}: journal entry v${entry.version} does not follow state v${state.version}`, "JOURNAL_GAP");
 			}
-			const msg = entry.reminder === undefined ? { kind: "event" as const, event: entry.event } : { kind: "reminder" as const, name: entry.reminder };
+			const msg: CustomerMessage = entry.merge !== undefined
+				? entry.merge
+				: entry.reminder === undefined ? { kind: "event", event: entry.event } : { kind: "reminder", name: entry.reminder };
 			const out = reduce(state, msg, reduceContext(entry.appliedAt));
 			if (!out.applied || out.state.version !== entry.version) {
 				throw new ReplayError(`customer ${id}: replaying journal entry v${entry.version} (${entry.key}) did not apply`, "REPLAY_DIVERGED");

@@ -27,7 +27,59 @@ export interface HandleResult {
 	applied: boolean;
 	version: number;
 	riskScore: number;
+	/**
+	 * Set by the actor host only (never in an answer of `customers.handle`): the customer is sealed, merged into this
+	 * one; the service forwards the event there.
+	 */
+	redirect?: string;
+	/** Set for a merge step (customers.mergeStep): what the actor made of it. */
+	merge?: MergeReply;
 }
+
+/** Why an actor refused a merge step (docs/merge.md). */
+export type MergeRefusal =
+	/** The customer has never been seen. */
+	| "CUSTOMER_NOT_FOUND"
+	/** The customer is sealed: merged into `mergedInto`. */
+	| "CUSTOMER_MERGED"
+	/** The customer is the survivor of another merge that has not finished (`mergingFrom`). */
+	| "MERGE_IN_PROGRESS"
+	/** A customer merged into itself, or into one that was merged into it. */
+	| "INVALID_MERGE"
+	/** An absorb of a customer that is not sealed. */
+	| "NOT_SEALED";
+
+/** What a merge step did: `done` (persisted), `already` (nothing to do: done before), `refused` (with a code). */
+export interface MergeReply {
+	status: "done" | "already" | "refused";
+	code?: MergeRefusal;
+	mergedInto?: string;
+	mergingFrom?: string;
+}
+
+/** `POST /api/v1/customers/:id/merge { from }` (customers.merge): the survivor after the merge. */
+export interface MergeResult {
+	/** The customer that now holds both (the requested one, or the one it was merged into: aliases are followed). */
+	survivor: string;
+	from: string;
+	/** False when `from` had already been merged into the survivor (the same request again): nothing changed. */
+	merged: boolean;
+	version: number;
+	riskScore: number;
+	aliases: string[];
+}
+
+export interface MergeParams {
+	customerId: string;
+	from: string;
+}
+
+/** One step of the merge protocol, told to one actor (internal; customers.merge drives them). */
+export type MergeStepParams =
+	| { customerId: string; step: "intent"; from: string }
+	| { customerId: string; step: "abort"; from: string }
+	| { customerId: string; step: "seal"; into: string }
+	| { customerId: string; step: "absorb"; from: string };
 
 /** A customer as the API shows it (`customers.get`, `GET /api/v1/customers/:id`). */
 export interface CustomerView {
@@ -43,9 +95,22 @@ export interface CustomerView {
 	openTicketIds: string[];
 	telemetry: CustomerState["telemetry"];
 	reminders: Record<string, string>;
+	/** Customers merged into this one (absent when none). */
+	aliases?: string[];
+	/** A merge into this customer that has not finished yet. */
+	mergingFrom?: string;
+	/** The id that was asked for, when it was merged into this customer (a read through an alias). */
+	resolvedFrom?: string;
 }
 
 export function toCustomerView(s: CustomerState): CustomerView {
+	const view = customerView(s);
+	if (s.aliases !== undefined) view.aliases = s.aliases;
+	if (s.mergingFrom !== undefined) view.mergingFrom = s.mergingFrom;
+	return view;
+}
+
+function customerView(s: CustomerState): CustomerView {
 	return {
 		id: s.id,
 		version: s.version,
@@ -91,6 +156,8 @@ export interface RiskHistoryItem {
 	/** The event that caused it (source + id + type), or the reminder (a decay step). */
 	event?: { source: string; id: string; type: string };
 	reminder?: string;
+	/** The merge step that caused it (docs/merge.md). */
+	merge?: { step: "intent" | "abort" | "seal" | "absorb"; from?: string; into?: string };
 	oldScore: number;
 	newScore: number;
 	lineage: FactorDelta[];
@@ -160,7 +227,9 @@ export const Customers = {
 	listByRisk: action<{ riskAbove?: number; limit?: number }, RiskRow[]>("customers.listByRisk"),
 	passivate: action<ById, PassivateResult>("customers.passivate"),
 	inspect: action<ById, InspectResult>("customers.inspect"),
-	nodeStats: action<Record<string, never>, NodeStats>("customers.nodeStats")
+	nodeStats: action<Record<string, never>, NodeStats>("customers.nodeStats"),
+	merge: action<MergeParams, MergeResult>("customers.merge"),
+	mergeStep: action<MergeStepParams, HandleResult>("customers.mergeStep")
 } as const;
 
 /** `customer.risk.changed`: every change of a customer's risk score, after it is persisted. */
@@ -190,9 +259,17 @@ export interface ChangesPersisted {
 	nodeID: string;
 }
 
+/** `customer.merged`: a customer was absorbed by its survivor (after the absorb is persisted). */
+export interface CustomerMerged {
+	customerId: string;
+	from: string;
+	aliases: string[];
+}
+
 export const CustomerEvents = {
 	created: event<{ customerId: string }>("customer.created"),
 	changesPersisted: event<ChangesPersisted>("customer.changes.persisted"),
 	riskChanged: event<RiskChanged>("customer.risk.changed"),
-	interactionLogged: event<InteractionLogged>("customer.interaction.logged")
+	interactionLogged: event<InteractionLogged>("customer.interaction.logged"),
+	merged: event<CustomerMerged>("customer.merged")
 } as const;

@@ -19,6 +19,10 @@ export const ERRORS = {
 	STORE_UNAVAILABLE: { status: 503, retryable: true, meaning: "the actor store (or the webhook idempotency store) cannot be reached" },
 	HOST_STOPPED: { status: 503, retryable: true, meaning: "the node hosting the customer is stopping" },
 	NOT_OWNER: { status: 503, retryable: true, meaning: "this node no longer owns the customer" },
+	INVALID_MERGE: { status: 400, retryable: false, meaning: "a customer merged into itself, or into a customer that was merged into it" },
+	CUSTOMER_MERGED: { status: 409, retryable: false, meaning: "the customer to merge was already merged into another one (data: { mergedInto })" },
+	MERGE_IN_PROGRESS: { status: 409, retryable: false, meaning: "one of the customers is the survivor of another merge that has not finished (data: { mergingFrom }); try again" },
+	MERGE_REDIRECT_LOOP: { status: 500, retryable: false, meaning: "following merge aliases did not end (a store inconsistency)" },
 	// The HTTP API
 	INVALID_EVENTS: { status: 400, retryable: false, meaning: "one or more events of a batch do not validate (data: { errors: [{ index, reason }] })" },
 	INVALID_JSON: { status: 400, retryable: false, meaning: "the request body is not JSON" },

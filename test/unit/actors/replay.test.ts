@@ -39,6 +39,7 @@ function live(id: string, seed: number, length: number): Run {
 		state = out.state;
 		run.states.push(state);
 		const change = out.change ?? undefined;
+		if (msg.kind !== "event" && msg.kind !== "reminder") throw new Error("random histories hold events and reminders only");
 		run.entries.push(msg.kind === "event"
 			? { customerId: id, version: state.version, key: eventKey(msg.event), appliedAt: now, riskScore: state.risk.score, event: msg.event, change }
 			: { customerId: id, version: state.version, key: `reminder:${msg.name}`, appliedAt: now, riskScore: state.risk.score, reminder: msg.name, change });
