@@ -121,9 +121,13 @@ export async function startEmbeddedBroker(port: number, id: string, deps: Sessio
 	});
 	aedes.on("clientError", (client, err) => logger.debug(`MQTT (embedded): client ${client?.id}: ${err.message}`));
 	const server = createServer(aedes.handle);
+	// Stop listening first (no new device gets in), then close aedes, which ends every device's connection: the
+	// server's close callback waits for those, so awaiting it before aedes.close() hangs whenever a device is still
+	// connected (e.g. one that reconnected while the node was stopping).
 	const close = async () => {
-		await new Promise<void>(resolve => server.close(() => resolve()));
+		const closed = new Promise<void>(resolve => server.close(() => resolve()));
 		await new Promise<void>(resolve => aedes.close(() => resolve()));
+		await closed;
 	};
 	try {
 		await new Promise<void>((resolve, reject) => {
