@@ -162,9 +162,11 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 			riskHistory: {
 				params: { customerId: CUSTOMER_ID, limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true } },
 				async handler(this: ShardedActorService, ctx: Context<{ customerId: string; limit?: number }>): Promise<RiskHistoryItem[]> {
-					const state = await readState(this, ctx.params.customerId);
+					let state = await readState(this, ctx.params.customerId);
 					if (!state) throw contractError("CUSTOMER_NOT_FOUND", `customer ${ctx.params.customerId} not found`, { customerId: ctx.params.customerId });
-					return riskHistory(this.store, ctx.params.customerId, state.version, ctx.params.limit ?? 50);
+					// A merged id answers with its survivor's history, like every other read (docs/merge.md).
+					if (state.mergedInto !== undefined) state = await survivorOf(this, ctx, state);
+					return riskHistory(this.store, state.id, state.version, ctx.params.limit ?? 50);
 				}
 			},
 			listByRisk: {

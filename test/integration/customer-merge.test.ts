@@ -67,6 +67,12 @@ for (const store of ["memory", "redis"] as const) {
 			const journal = (await node.api(`/api/v1/customers/${A}/events`)).body as Array<{ event: { id: string } }>;
 			assert.deepEqual(journal.map(j => j.event.id), [b1.id, b3.id, a2.id, b2.id, a1.id], "both journals interleaved by event time, newest first");
 			assert.deepEqual((await node.api(`/api/v1/customers/${B}/events?limit=2`)).body.map((j: { event: { id: string } }) => j.event.id), [b1.id, b3.id]);
+			// The risk history of either id is the survivor's, the merge's risk change on top with its lineage.
+			const history = (await node.api(`/api/v1/customers/${A}/risk/history`)).body as Array<{ merge?: { step: string; from?: string }; newScore: number; lineage: Array<{ cause: { kind: string; from?: string } }> }>;
+			assert.equal(history[0].merge?.step, "absorb");
+			assert.equal(history[0].newScore, 24);
+			assert.ok(history[0].lineage.some(d => d.cause.kind === "merge" && d.cause.from === B), JSON.stringify(history[0]));
+			assert.deepEqual((await node.api(`/api/v1/customers/${B}/risk/history`)).body, history, "the merged id's history follows the alias");
 
 			// A later event for the old id goes to the survivor; a redelivery of one the old id applied is a duplicate.
 			const b4 = cloudEvent("crm.ticket.resolved", B, { ticketId: "t-1" }, at(4));
