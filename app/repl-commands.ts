@@ -41,14 +41,14 @@ const customer: TextCommand = {
 		} catch (err) {
 			return errorText(err);
 		}
-		if (args.options.json) return JSON.stringify(r, null, 2);
+		const history = r.persisted || r.memory ? await call(broker, Customers.riskHistory, { customerId: id, limit: LINEAGE_LINES }).catch(() => null) : null;
+		if (args.options.json) return JSON.stringify({ ...r, riskHistory: history }, null, 2);
 		const lines = [`customer ${id}: answered by ${r.nodeID} (owner in its view: ${r.ownerInView}; members: ${r.members.join(", ")})`];
 		if (r.ownerInView !== r.nodeID) lines.push("  ! views disagree: the answering node does not think it owns this customer (membership is changing)");
 		if (!r.persisted && !r.memory) return `${lines[0]}\n  never seen: nothing stored`;
 		const memVersion = r.memory ? `active in memory at version ${r.memory.version}` : r.active ? "activating" : "not active (passivated: loads from the store on its next message)";
 		lines.push(`  actor      ${memVersion}; persisted version ${r.persisted?.version ?? "none"}`);
 		lines.push(...describeState((r.memory ?? r.persisted) as CustomerView));
-		const history = await call(broker, Customers.riskHistory, { customerId: id, limit: LINEAGE_LINES }).catch(() => null);
 		if (history !== null) lines.push(...describeLineage(history));
 		return lines.join("\n");
 	}

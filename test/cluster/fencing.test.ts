@@ -144,6 +144,9 @@ describe("cluster membership on in-process nodes", () => {
 		assert.match(customer, /active in memory at version 1; persisted version 1/);
 		assert.match(customer, /risk\s+10 \(order\.cancelled 10\)/);
 		assert.match(customer, /lineage +v1 \S+ 0→10 after crm\.order\.status_changed \/test\/\S+: order\.cancelled \+10 by rule OrderCancelled \(rules\/risk\.nools\)/);
+		const asJson = JSON.parse(await command("customer").run(a.broker, { id, options: { json: true } })) as { nodeID: string; riskHistory: Array<{ lineage: Array<{ cause: { rule?: string } }> }> };
+		assert.equal(asJson.nodeID, B);
+		assert.equal(asJson.riskHistory[0].lineage[0].cause.rule, "OrderCancelled", "--json carries the lineage too");
 		assert.match(await command("owner").run(a.broker, { id, options: {} }), new RegExp(`-> ${B} `));
 		const shards = await command("shards").run(a.broker, { options: {} });
 		assert.match(shards, /all 2 nodes agree/);
