@@ -250,8 +250,22 @@ const JOURNAL_ENTRY: JsonSchema = {
 	}
 };
 
+/** The body of a Server-Sent Events response: text, one event per blank-line-separated block (docs/streams.md). */
+const SSE_BODY: JsonSchema = {
+	type: "string",
+	description: "Server-Sent Events: `ready` (where the stream starts), `change` (id = the cursor to resume from; data = { customerId, version, appliedAt, riskScore, change }), `reset` (a bound trimmed what was asked for), `error` (then the server closes: reason `slow consumer` or `error`); `: heartbeat` comments and `retry:`."
+};
+const SSE_RESPONSES = {
+	200: { description: "A stream of the changes as they persist, resumable with Last-Event-ID.", schema: SSE_BODY, mediaType: "text/event-stream" },
+	400: { description: "Invalid parameters or Last-Event-ID.", schema: ERROR_BODY }
+};
+/** Routes that answer Server-Sent Events and resume from the `Last-Event-ID` header. */
+const SSE_ROUTES: ReadonlySet<string> = new Set(["GET /api/v1/customers/{id}/stream", "GET /api/v1/stream"]);
+
 /** Responses of the routes whose results are part of the contract (ARCHITECTURE §9); others answer JSON. */
-const KNOWN_RESPONSES: Record<string, Record<string, { description: string; schema?: JsonSchema }>> = {
+const KNOWN_RESPONSES: Record<string, Record<string, { description: string; schema?: JsonSchema; mediaType?: string }>> = {
+	"GET /api/v1/customers/{id}/stream": SSE_RESPONSES,
+	"GET /api/v1/stream": SSE_RESPONSES,
 	"POST /api/v1/events": {
 		202: { description: "Every event persisted by its actor (duplicates had no effect).", schema: { type: "object", required: ["accepted", "duplicates"], properties: { accepted: { type: "integer" }, duplicates: { type: "integer" } } } },
 		400: { description: "At least one event is invalid: nothing was applied.", schema: VALIDATION_ERRORS },
@@ -300,6 +314,7 @@ export function openApiDocument(routes: readonly RouteInfo[], info: { version: s
 				parameters.push({ name, in: "query", required: !optional, schema });
 			}
 		}
+		if (SSE_ROUTES.has(key)) parameters.push({ name: "Last-Event-ID", in: "header", required: false, schema: { type: "string" }, description: "The id of the last change received: the stream resumes after it." });
 		const op: Record<string, unknown> = { operationId: operationId(route.method, route.path, route.action), summary: route.action ? `action ${route.action}` : `${route.method} ${p}` };
 		if (parameters.length > 0) op.parameters = parameters;
 		let body: JsonSchema | undefined;
@@ -308,7 +323,7 @@ export function openApiDocument(routes: readonly RouteInfo[], info: { version: s
 		if (body !== undefined) op.requestBody = { required: true, content: { "application/json": { schema: body } } };
 		const responses: Record<string, unknown> = {};
 		for (const [status, r] of Object.entries(KNOWN_RESPONSES[key] ?? { 200: { description: "OK (JSON)." } })) {
-			responses[status] = r.schema ? { description: r.description, content: { "application/json": { schema: r.schema } } } : { description: r.description };
+			responses[status] = r.schema ? { description: r.description, content: { [r.mediaType ?? "application/json"]: { schema: r.schema } } } : { description: r.description };
 		}
 		if (!responses["400"]) responses["400"] = { description: "Invalid parameters.", content: { "application/json": { schema: ERROR_BODY } } };
 		if (route.auth) responses["401"] = { description: "Missing or wrong API key.", content: { "application/json": { schema: ERROR_BODY } } };
