@@ -314,7 +314,11 @@ export function openApiDocument(routes: readonly RouteInfo[], info: { version: s
 				parameters.push({ name, in: "query", required: !optional, schema });
 			}
 		}
-		if (SSE_ROUTES.has(key)) parameters.push({ name: "Last-Event-ID", in: "header", required: false, schema: { type: "string" }, description: "The id of the last change received: the stream resumes after it." });
+		if (SSE_ROUTES.has(key)) {
+			parameters.push({ name: "Last-Event-ID", in: "header", required: false, schema: { type: "string" }, description: "The id of the last change received: the stream resumes after it." });
+			parameters.push({ name: "since", in: "query", required: false, schema: { type: "string" }, description: "Like Last-Event-ID, for clients that cannot set headers." });
+			if (key === "GET /api/v1/stream") parameters.push({ name: "riskAbove", in: "query", required: false, schema: { type: "number", minimum: -1, maximum: 100 }, description: "Only changes of customers whose score after (or before) the change is above it." });
+		}
 		const op: Record<string, unknown> = { operationId: operationId(route.method, route.path, route.action), summary: route.action ? `action ${route.action}` : `${route.method} ${p}` };
 		if (parameters.length > 0) op.parameters = parameters;
 		let body: JsonSchema | undefined;
