@@ -10,6 +10,7 @@ import { brokerOptions } from "../moleculer.config.ts";
 import { REPL_COMMANDS } from "../app/repl-commands.ts";
 import { toReplCommand, type TextCommand } from "../app/repl.ts";
 import { findBinary, freePort, launch, tcpOpen, waitFor, type Launched } from "../lib/processes.ts";
+import { natsServerArgs, redisServerArgs } from "../lib/servers.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const STOP_GRACE_MS = 15_000;
@@ -104,7 +105,7 @@ async function main(): Promise<void> {
 			const bin = findBinary("nats-server");
 			if (!bin) throw new Error("TRANSPORTER is not set and nats-server is not installed: install it or set TRANSPORTER=nats://…");
 			const port = await freePort();
-			const nats = start("nats-server", bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", path.join(clusterDir, "nats")], process.env, sink("nats-server", 6));
+			const nats = start("nats-server", bin, natsServerArgs(port, path.join(clusterDir, "nats")), process.env, sink("nats-server", 6));
 			servers.push(nats);
 			await waitReady(nats, () => tcpOpen(port));
 			env.TRANSPORTER = `nats://127.0.0.1:${port}`;
@@ -116,7 +117,7 @@ async function main(): Promise<void> {
 			const redisDir = path.join(clusterDir, "redis");
 			mkdirSync(redisDir, { recursive: true });
 			// AOF so the local cluster keeps its customers between runs.
-			const redis = start("redis-server", bin, ["--port", String(port), "--bind", "127.0.0.1", "--dir", redisDir, "--appendonly", "yes", "--save", ""], process.env, sink("redis-server", 7));
+			const redis = start("redis-server", bin, redisServerArgs(port, redisDir), process.env, sink("redis-server", 7));
 			servers.push(redis);
 			await waitReady(redis, () => tcpOpen(port));
 			env.REDIS_URL = `redis://127.0.0.1:${port}`;

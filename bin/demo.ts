@@ -12,6 +12,7 @@ import { dropIntoInbox, TELCO_CSV } from "../app/telco-drop.ts";
 import { subjectForType, type DashboardSummary, type FileReport } from "../models/contract/index.ts";
 import { DemoStream, Progress, type DemoEvent } from "../app/demo-stream.ts";
 import { freePort, launch, requireBinary, tcpOpen, waitFor } from "../lib/processes.ts";
+import { natsServerArgs, redisServerArgs } from "../lib/servers.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
 const DEMO_DIR = path.join(ROOT, "data", "demo");
@@ -39,8 +40,8 @@ async function startServers(dir: string, log: WriteStream): Promise<{ natsUrl: s
 	const [natsPort, redisPort] = [await freePort(), await freePort()];
 	await mkdir(path.join(dir, "redis"), { recursive: true });
 	const hint = "install it (Debian: apt-get install nats-server redis-server)";
-	const nats = launch(requireBinary("nats-server", hint), ["-js", "-a", "127.0.0.1", "-p", String(natsPort), "-sd", path.join(dir, "nats")], { cwd: ROOT, onLine: l => log.write(`[nats-server] ${l}\n`) });
-	const redis = launch(requireBinary("redis-server", hint), ["--port", String(redisPort), "--bind", "127.0.0.1", "--dir", path.join(dir, "redis"), "--appendonly", "yes", "--save", ""], { cwd: ROOT, onLine: l => log.write(`[redis-server] ${l}\n`) });
+	const nats = launch(requireBinary("nats-server", hint), natsServerArgs(natsPort, path.join(dir, "nats")), { cwd: ROOT, onLine: l => log.write(`[nats-server] ${l}\n`) });
+	const redis = launch(requireBinary("redis-server", hint), redisServerArgs(redisPort, path.join(dir, "redis")), { cwd: ROOT, onLine: l => log.write(`[redis-server] ${l}\n`) });
 	const stop = async () => {
 		await Promise.all([nats.stop(5000), redis.stop(5000)]);
 	};

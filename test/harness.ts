@@ -2,9 +2,10 @@
 // process toolkit, lib/processes.ts), and polls conditions with a deadline. Servers never use the standard ports,
 // since this machine already runs servers there.
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir, userInfo } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort, killChildrenOnSignals, launch, probeTcp, requireBinary, waitFor, type Launched, type WaitForOptions } from "../lib/processes.ts";
+import { mosquittoConfig, natsReady, natsServerArgs, redisReady, redisServerArgs } from "../lib/servers.ts";
 
 export { freePort, probeTcp, waitFor, type WaitForOptions };
 
@@ -129,13 +130,9 @@ export async function startRedis(): Promise<ServerHandle> {
 		name: "redis-server",
 		binary,
 		// appendfsync always: a restart keeps every acknowledged write, which persistence tests rely on.
-		prepare: async (port, dir) => [
-			"--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--daemonize", "no",
-			"--save", "", "--appendonly", "yes", "--appendfsync", "always"
-		],
+		prepare: async (port, dir) => redisServerArgs(port, dir, { appendfsync: "always" }),
 		url: port => `redis://127.0.0.1:${port}`,
-		// Redis accepts connections while it loads the AOF; PONG means it serves commands.
-		ready: port => probeTcp(port, "PING\r\n", /\+PONG/)
+		ready: redisReady
 	});
 }
 
@@ -144,10 +141,9 @@ export async function startNats(): Promise<ServerHandle> {
 	return startServer({
 		name: "nats-server",
 		binary,
-		prepare: async (port, dir) => ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", join(dir, "jetstream")],
+		prepare: async (port, dir) => natsServerArgs(port, join(dir, "jetstream")),
 		url: port => `nats://127.0.0.1:${port}`,
-		// The server greets every client with INFO once it accepts them.
-		ready: port => probeTcp(port, undefined, /^INFO /)
+		ready: natsReady
 	});
 }
 
@@ -158,16 +154,7 @@ export async function startMosquitto(): Promise<ServerHandle> {
 		binary,
 		prepare: async (port, dir) => {
 			const conf = join(dir, "mosquitto.conf");
-			// Run as ourselves: started as root, mosquitto would otherwise switch to a user who cannot write `dir`.
-			await writeFile(conf, [
-				`listener ${port} 127.0.0.1`,
-				"allow_anonymous true",
-				"persistence true",
-				`persistence_location ${dir}/`,
-				`user ${userInfo().username}`,
-				"log_dest stderr",
-				""
-			].join("\n"));
+			await writeFile(conf, mosquittoConfig(port, dir));
 			return ["-c", conf];
 		},
 		url: port => `mqtt://127.0.0.1:${port}`,

@@ -2,9 +2,9 @@
 // restartable on the same port and data; N node processes (`node bin/start.ts`), each reaching NATS and Redis
 // through its own TCP proxy so it can be slowed down or cut off alone. Node logs go to files in the run directory.
 import { createWriteStream, mkdirSync, writeFileSync, type WriteStream } from "node:fs";
-import { userInfo } from "node:os";
 import path from "node:path";
 import { freePort, launch, probeTcp, requireBinary, waitFor, type Launched } from "../../lib/processes.ts";
+import { mosquittoConfig, natsReady, natsServerArgs, redisReady, redisServerArgs } from "../../lib/servers.ts";
 import { TcpProxy } from "../../lib/tcp-proxy.ts";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -62,19 +62,13 @@ export async function startServers(dir: string, logStream: (name: string) => Wri
 	for (const d of ["nats", "redis", "mosquitto"]) mkdirSync(path.join(dir, d), { recursive: true });
 	// nats-server 2.9 has no `sync_interval` (2.10+): JetStream writes reach the OS at once but are not fsynced per
 	// message, so a nats-server crash keeps them, a machine crash may not. Restarts here are clean shutdowns.
-	const nats = new ChaosServer("nats-server", natsBin, natsPort, ["-js", "-a", "127.0.0.1", "-p", String(natsPort), "-sd", path.join(dir, "nats")],
-		() => probeTcp(natsPort, undefined, /^INFO /), logStream("nats-server"));
-	const redis = new ChaosServer("redis-server", redisBin, redisPort, [
-		"--port", String(redisPort), "--bind", "127.0.0.1", "--dir", path.join(dir, "redis"), "--daemonize", "no",
-		"--save", "", "--appendonly", "yes", "--appendfsync", "always"
-	], () => probeTcp(redisPort, "PING\r\n", /\+PONG/), logStream("redis-server"));
+	const nats = new ChaosServer("nats-server", natsBin, natsPort, natsServerArgs(natsPort, path.join(dir, "nats")),
+		() => natsReady(natsPort), logStream("nats-server"));
+	const redis = new ChaosServer("redis-server", redisBin, redisPort, redisServerArgs(redisPort, path.join(dir, "redis"), { appendfsync: "always" }),
+		() => redisReady(redisPort), logStream("redis-server"));
 	const conf = path.join(dir, "mosquitto", "mosquitto.conf");
-	writeFileSync(conf, [
-		`listener ${mqttPort} 127.0.0.1`, "allow_anonymous true", "persistence true",
-		`persistence_location ${path.join(dir, "mosquitto")}/`, `user ${userInfo().username}`, "log_dest stderr",
-		// The workload has at most a few hundred readings in flight; the default queue of 1000 per session is enough.
-		""
-	].join("\n"));
+	// The workload has at most a few hundred readings in flight; the default queue of 1000 per session is enough.
+	writeFileSync(conf, mosquittoConfig(mqttPort, path.join(dir, "mosquitto")));
 	const mosquitto = new ChaosServer("mosquitto", mosquittoBin, mqttPort, ["-c", conf], () => probeTcp(mqttPort), logStream("mosquitto"));
 	await Promise.all([nats.start(), redis.start(), mosquitto.start()]);
 	return { nats, redis, mosquitto };

@@ -3,7 +3,8 @@
 import { join } from "node:path";
 import type { ServiceBroker } from "moleculer";
 import { headers, type JetStreamClient, type PubAck } from "nats";
-import { findBinary, probeTcp, startServer, waitFor, type ServerHandle } from "../harness.ts";
+import { findBinary, startServer, waitFor, type ServerHandle } from "../harness.ts";
+import { natsReady, natsServerArgs, redisReady, redisServerArgs } from "../../lib/servers.ts";
 
 export interface PausableServer extends ServerHandle {
 	/** Stops the server, keeps it down for `downMs`, then starts it again on the same port and data. */
@@ -31,10 +32,10 @@ export function startPausableRedis(): Promise<PausableServer> {
 		binary: findBinary("redis-server", ["/usr/bin", "/usr/local/bin"]),
 		prepare: async (port, dir) => {
 			await hold();
-			return ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--daemonize", "no", "--save", "", "--appendonly", "yes", "--appendfsync", "always"];
+			return redisServerArgs(port, dir, { appendfsync: "always" });
 		},
 		url: port => `redis://127.0.0.1:${port}`,
-		ready: port => probeTcp(port, "PING\r\n", /\+PONG/)
+		ready: redisReady
 	}));
 }
 
@@ -45,10 +46,10 @@ export function startPausableNats(): Promise<PausableServer> {
 		binary: findBinary("nats-server", ["/usr/sbin", "/usr/local/bin", "/usr/bin"]),
 		prepare: async (port, dir) => {
 			await hold();
-			return ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", join(dir, "jetstream")];
+			return natsServerArgs(port, join(dir, "jetstream"));
 		},
 		url: port => `nats://127.0.0.1:${port}`,
-		ready: port => probeTcp(port, undefined, /^INFO /)
+		ready: natsReady
 	}));
 }
 
