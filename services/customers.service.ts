@@ -64,6 +64,13 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 		await call(ctx, Customers.mergeStep, { customerId: survivor.id, step: "absorb", from: sealed.id });
 		return resolveAlias(svc, readState, sealed);
 	}
+	/** What a read of `customerId` answers with: its state, or its survivor's when it was merged (404 when never seen). */
+	async function readResolved(svc: ShardedActorService, ctx: Context, customerId: string): Promise<{ state: CustomerState; resolvedFrom?: string }> {
+		const state = await readState(svc, customerId);
+		if (!state) throw contractError("CUSTOMER_NOT_FOUND", `customer ${customerId} not found`, { customerId });
+		if (state.mergedInto === undefined) return { state };
+		return { state: await survivorOf(svc, ctx, state), resolvedFrom: state.id };
+	}
 	const schema: ShardedActorSchema = {
 		name: Customers.service,
 		mixins: [ShardedActorMixin(deps) as Partial<ServiceSchema>],
@@ -114,20 +121,16 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 			get: {
 				params: { customerId: CUSTOMER_ID },
 				async handler(this: ShardedActorService, ctx: Context<{ customerId: string }>): Promise<CustomerView> {
-					const state = await readState(this, ctx.params.customerId);
-					if (!state) throw contractError("CUSTOMER_NOT_FOUND", `customer ${ctx.params.customerId} not found`, { customerId: ctx.params.customerId });
-					if (state.mergedInto === undefined) return toCustomerView(state);
+					const { state, resolvedFrom } = await readResolved(this, ctx, ctx.params.customerId);
 					// Merged: the survivor answers, saying which id was asked for.
-					return { ...toCustomerView(await survivorOf(this, ctx, state)), resolvedFrom: state.id };
+					return resolvedFrom === undefined ? toCustomerView(state) : { ...toCustomerView(state), resolvedFrom };
 				}
 			},
 			journal: {
 				params: { customerId: CUSTOMER_ID, limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true } },
 				async handler(this: ShardedActorService, ctx: Context<{ customerId: string; limit?: number }>): Promise<JournalEntryView[]> {
 					const limit = ctx.params.limit ?? 50;
-					let state = await readState(this, ctx.params.customerId);
-					if (!state) throw contractError("CUSTOMER_NOT_FOUND", `customer ${ctx.params.customerId} not found`, { customerId: ctx.params.customerId });
-					if (state.mergedInto !== undefined) state = await survivorOf(this, ctx, state);
+					const { state } = await readResolved(this, ctx, ctx.params.customerId);
 					await this.host.drain();
 					const entries = state.aliases === undefined ? await this.store.journal(state.id, limit) : await mergedJournal(this, state, limit);
 					// The events the customer received; reminder entries (decay steps) and merge steps show in its change stream and risk history.
@@ -162,10 +165,8 @@ export function createCustomersService(deps: ShardedActorDeps): ServiceSchema {
 			riskHistory: {
 				params: { customerId: CUSTOMER_ID, limit: { type: "number", integer: true, min: 1, max: 1000, optional: true, convert: true } },
 				async handler(this: ShardedActorService, ctx: Context<{ customerId: string; limit?: number }>): Promise<RiskHistoryItem[]> {
-					let state = await readState(this, ctx.params.customerId);
-					if (!state) throw contractError("CUSTOMER_NOT_FOUND", `customer ${ctx.params.customerId} not found`, { customerId: ctx.params.customerId });
 					// A merged id answers with its survivor's history, like every other read (docs/merge.md).
-					if (state.mergedInto !== undefined) state = await survivorOf(this, ctx, state);
+					const { state } = await readResolved(this, ctx, ctx.params.customerId);
 					return riskHistory(this.store, state.id, state.version, ctx.params.limit ?? 50);
 				}
 			},
