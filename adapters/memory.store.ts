@@ -3,7 +3,7 @@
 // what the store holds. A journal-only write (snapshot: false) comes from the actor host, whose states and entries are
 // never mutated once built (the reducer is pure): the store keeps them by reference and copies only when it hands
 // them out, so the in-process host pays no copy per event. Nothing to replay: the current state is always held.
-import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
+import { DEFAULT_FEED_MAX, nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
 import type { CustomerState } from "../models/customer-state.ts";
 import { FEED_END, FEED_START, type FeedItem, type FeedPage } from "../models/change-record.ts";
 
@@ -15,7 +15,6 @@ export interface MemoryActorStoreOptions {
 }
 
 /** Changes the in-process feed keeps by default. */
-export const DEFAULT_FEED_MAX = 100_000;
 
 /** One customer as the store holds it: the current state and its journal, oldest first. */
 interface Stored {

@@ -4,7 +4,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import DbService from "moleculer-db";
 import type { Service, ServiceBroker } from "moleculer";
-import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
+import { DEFAULT_FEED_MAX, nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
 import type { CustomerState } from "../models/customer-state.ts";
 import { FEED_END, FEED_START, type FeedItem, type FeedPage } from "../models/change-record.ts";
 
@@ -71,7 +71,7 @@ interface Nedb<T> {
 	removeAsync(query: object, options: { multi?: boolean }): Promise<number>;
 }
 
-const DEFAULTS = { compactionIntervalMs: 60_000, feedMax: 100_000 };
+const DEFAULTS = { compactionIntervalMs: 60_000, feedMax: DEFAULT_FEED_MAX };
 
 /** Without a logger a failed background compaction still shows up on stderr. */
 const defaultLogger: StoreLogger = { info() {}, warn: console.warn, error: console.error };

@@ -14,7 +14,7 @@
 // than the snapshot. Without `replay` every write carries its snapshot and the journal is history only.
 // One script touches several customers' keys, so this layout is for a single Redis (or a primary), not Redis Cluster.
 import { Redis, type ChainableCommander } from "ioredis";
-import { nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
+import { DEFAULT_FEED_MAX, nextReminderAt, type ActorStore, type ActorWrite, type JournalEntry, type LoadedActor, type ReminderRow, type RiskRow, type WriteResult } from "../actors/host/actor-store.ts";
 import type { CustomerState } from "../models/customer-state.ts";
 import type { Replay } from "../actors/host/replay.ts";
 import { compareCursors, FEED_END, FEED_START, type FeedItem, type FeedPage } from "../models/change-record.ts";
@@ -35,7 +35,7 @@ export interface RedisActorStoreOptions {
 /** Connection errors repeat every reconnect attempt while Redis is down: report one per this interval. */
 const ERROR_REPORT_INTERVAL_MS = 10_000;
 
-const DEFAULTS = { keyPrefix: "crm:", journalMax: 1000, feedMax: 100_000 };
+const DEFAULTS = { keyPrefix: "crm:", journalMax: 1000, feedMax: DEFAULT_FEED_MAX };
 
 /**
  * Compare-and-set saves of several customers, each atomic on its own (as is the whole call).

@@ -1,8 +1,8 @@
 // Picks the ActorStore adapter for a node from already-validated config; each adapter gets only the options it uses.
-import type { ActorStore } from "../actors/host/actor-store.ts";
+import { DEFAULT_FEED_MAX, type ActorStore } from "../actors/host/actor-store.ts";
 import type { Replay } from "../actors/host/replay.ts";
 // The memory store's feed holds the journal entries themselves (events included): kept to its default at most.
-import { DEFAULT_FEED_MAX, MemoryActorStore } from "./memory.store.ts";
+import { MemoryActorStore } from "./memory.store.ts";
 import { MongoActorStore } from "./mongo.store.ts";
 import { NedbActorStore } from "./nedb.store.ts";
 import { RedisActorStore } from "./redis.store.ts";

@@ -92,6 +92,9 @@ export interface ReminderRow {
 	dueAt: number;
 }
 
+/** Changes a store-wide feed keeps when its store is not told otherwise (STREAM_FEED_MAX sets it for a node). */
+export const DEFAULT_FEED_MAX = 100_000;
+
 export interface ActorStore {
 	/** Short name for logs and metrics: memory, nedb, redis, mongo. */
 	readonly kind: string;
